@@ -1,0 +1,1 @@
+"""swipe-fl core: keyboards, synthetic swipes, features, model, decoding, training, stores."""

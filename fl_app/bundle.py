@@ -1,0 +1,114 @@
+"""What a checkpoint needs besides tensors to become a working decoder.
+
+The ServerApp writes `DecoderSpec.to_manifest()` into every manifest; the sidecar and
+`python -m fl_app.checkpoints show` rebuild the model and decoder from it. Tensors move as
+numpy arrays (safetensors on disk, Flower ArrayRecords on the wire), never as pickles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from fl_app.decoder import FusionWeights, LearnedDecoder
+from fl_app.features import FeatureSpec
+from fl_app.keyboard import LANGUAGE_ALPHABETS
+from fl_app.lexicon import Lexicon, load_lexicon
+from fl_app.model import ModelConfig, SwipeModel, pick_device
+from fl_app.template import TemplateParams
+
+SPEC_VERSION = 1
+
+
+@dataclass
+class DecoderSpec:
+    """Architecture, features and decoding weights: enough to rebuild a decoder."""
+
+    language: str = "en"
+    lexicon_size: int = 10000
+    conv_channels: int = 128
+    hidden: int = 128
+    gru_layers: int = 2
+    dropout: float = 0.1
+    template: TemplateParams = field(default_factory=TemplateParams)
+    fusion: FusionWeights = field(default_factory=FusionWeights)
+
+    @property
+    def features(self) -> FeatureSpec:
+        return FeatureSpec(alphabet=LANGUAGE_ALPHABETS[self.language])
+
+    @property
+    def model_config(self) -> ModelConfig:
+        feats = self.features
+        return ModelConfig(
+            n_features=feats.n_features,
+            n_classes=len(feats.alphabet) + 1,
+            conv_channels=self.conv_channels,
+            hidden=self.hidden,
+            gru_layers=self.gru_layers,
+            dropout=self.dropout,
+        )
+
+    def build_model(self, seed: int = 0, device: torch.device | None = None) -> SwipeModel:
+        torch.manual_seed(seed)
+        return SwipeModel(self.model_config).to(device or pick_device())
+
+    def lexicon(self) -> Lexicon:
+        return load_lexicon(self.language, self.lexicon_size)
+
+    def build_decoder(
+        self, model: SwipeModel, lexicon: Lexicon | None = None
+    ) -> LearnedDecoder:
+        return LearnedDecoder(
+            model, self.features, lexicon or self.lexicon(), self.template, self.fusion
+        )
+
+    def to_manifest(self) -> dict[str, Any]:
+        return {
+            "spec_version": SPEC_VERSION,
+            "language": self.language,
+            "lexicon_size": self.lexicon_size,
+            "model": self.model_config.to_dict(),
+            "features": {"alphabet": self.features.alphabet, "frame_ms": self.features.frame_ms},
+            "template": self.template.to_dict(),
+            "fusion": self.fusion.to_dict(),
+        }
+
+    @classmethod
+    def from_manifest(cls, section: dict[str, Any]) -> DecoderSpec:
+        if section.get("spec_version") != SPEC_VERSION:
+            raise ValueError(f"unsupported decoder spec version {section.get('spec_version')!r}")
+        m = section["model"]
+        return cls(
+            language=section["language"],
+            lexicon_size=int(section["lexicon_size"]),
+            conv_channels=int(m["conv_channels"]),
+            hidden=int(m["hidden"]),
+            gru_layers=int(m["gru_layers"]),
+            dropout=float(m["dropout"]),
+            template=TemplateParams(**section["template"]),
+            fusion=FusionWeights(**section["fusion"]),
+        )
+
+
+def model_arrays(model: torch.nn.Module) -> dict[str, np.ndarray]:
+    """state_dict as contiguous float32 numpy arrays (what safetensors and Flower carry)."""
+    return {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}
+
+
+def load_arrays(model: torch.nn.Module, arrays: dict[str, np.ndarray]) -> None:
+    """Load arrays into `model`, refusing missing, extra or mis-shaped tensors."""
+    state = model.state_dict()
+    missing = sorted(set(state) - set(arrays))
+    extra = sorted(set(arrays) - set(state))
+    if missing or extra:
+        raise ValueError(f"tensor names differ: missing {missing[:3]}, unexpected {extra[:3]}")
+    for name, ref in state.items():
+        if tuple(arrays[name].shape) != tuple(ref.shape):
+            raise ValueError(
+                f"tensor {name} has shape {tuple(arrays[name].shape)}, expected {tuple(ref.shape)}"
+            )
+    model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in arrays.items()})

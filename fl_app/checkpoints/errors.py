@@ -1,0 +1,37 @@
+"""Errors of the checkpoint store.
+
+Messages name checkpoints by their store path (``runs/<run>/round-0003``) and stores by a
+credential-free description; they never contain credentials.
+"""
+
+from __future__ import annotations
+
+
+class CheckpointError(Exception):
+    """Base class of every checkpoint-store error."""
+
+    code = "CHECKPOINT_ERROR"
+
+
+class CheckpointNotFound(CheckpointError, LookupError):
+    """The checkpoint, run, object or release pointer does not exist."""
+
+    code = "CHECKPOINT_NOT_FOUND"
+
+
+class CheckpointCorrupt(CheckpointError):
+    """A stored file is unreadable or does not match the sha256 in its manifest."""
+
+    code = "CHECKPOINT_CORRUPT"
+
+
+class StoreUnavailable(CheckpointError):
+    """The store could not be reached (after bounded retries): an outage, not a bad request."""
+
+    code = "STORE_UNAVAILABLE"
+
+
+class CheckpointAuthError(CheckpointError):
+    """The store refused the credentials or the permission (HTTP 401/403); never retried."""
+
+    code = "CHECKPOINT_AUTH"

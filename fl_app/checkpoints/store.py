@@ -1,0 +1,429 @@
+"""The checkpoint store: safetensors + manifest per round, over any ``Backend``.
+
+Layout (under a local directory or a bucket prefix)::
+
+    runs/<run-id>/round-0003/model.safetensors
+    runs/<run-id>/round-0003/manifest.json
+    runs/<run-id>/round-0003/<extra files>      # e.g. strategy_state.safetensors
+    releases/latest.json
+    releases/history.jsonl
+
+A round exists once its ``manifest.json`` exists: ``save`` writes the tensors (and extras) first
+and the manifest last, so a listed round is always complete. Tensors are serialised with
+safetensors (never pickle); the manifest records their sha256, dtypes and shapes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import PurePath
+from typing import Any
+
+import numpy as np
+from safetensors.numpy import load as st_load
+from safetensors.numpy import save as st_save
+
+from .base import Backend, check_key, check_round, check_run_id
+from .errors import CheckpointCorrupt, CheckpointError, CheckpointNotFound
+from .release import ReleaseMixin
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+MODEL_FILE = "model.safetensors"
+MANIFEST_FILE = "manifest.json"
+RUNS_PREFIX = "runs/"
+_ROUND_DIR_RE = re.compile(r"^round-(\d+)$")
+_EXTRA_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# Manifest fields the store owns (a caller's values for them are replaced).
+STORE_FIELDS = (
+    "format_version",
+    "run_id",
+    "round",
+    "created_at",
+    "path",
+    "sha256",
+    "files",
+    "tensors",
+)
+_SECRET_KEY_RE = re.compile(
+    r"(secret|password|passwd|credential|api[_-]?key|access[_-]?key|private[_-]?key|(^|[_-])token$)",
+    re.IGNORECASE,
+)
+_SECRET_ENV_VARS = (
+    "SWIPEFL_S3_ACCESS_KEY",
+    "SWIPEFL_S3_SECRET_KEY",
+    "SWIPEFL_API_TOKEN",
+    "SWIPEFL_TOKEN",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+)
+REDACTED = "<redacted>"
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def round_dir(server_round: int) -> str:
+    return f"round-{check_round(server_round):04d}"
+
+
+def checkpoint_path(run_id: str, server_round: int) -> str:
+    """The store path of a checkpoint: ``runs/<run-id>/round-0003``."""
+    return f"{RUNS_PREFIX}{check_run_id(run_id)}/{round_dir(server_round)}"
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class CheckpointRef:
+    """Where a stored checkpoint lives and what its tensors hash to."""
+
+    run_id: str
+    round: int
+    path: str
+    sha256: str
+
+    @property
+    def tensors_key(self) -> str:
+        return f"{self.path}/{MODEL_FILE}"
+
+    @property
+    def manifest_key(self) -> str:
+        return f"{self.path}/{MANIFEST_FILE}"
+
+
+@dataclass
+class Checkpoint:
+    """A loaded, verified checkpoint."""
+
+    tensors: dict[str, np.ndarray]
+    manifest: dict[str, Any]
+    extra: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def run_id(self) -> str:
+        return self.manifest["run_id"]
+
+    @property
+    def round(self) -> int:
+        return self.manifest["round"]
+
+    @property
+    def path(self) -> str:
+        return self.manifest["path"]
+
+    @property
+    def ref(self) -> CheckpointRef:
+        return CheckpointRef(self.run_id, self.round, self.path, self.manifest["sha256"])
+
+
+@dataclass
+class PreparedCheckpoint:
+    """A checkpoint serialised in memory, ready to write (see ``CheckpointStore.prepare``)."""
+
+    run_id: str
+    round: int
+    tensors_bytes: bytes
+    manifest: dict[str, Any]
+    extra: dict[str, bytes]
+
+    @property
+    def path(self) -> str:
+        return checkpoint_path(self.run_id, self.round)
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.tensors_bytes) + sum(len(v) for v in self.extra.values())
+
+    @property
+    def ref(self) -> CheckpointRef:
+        return CheckpointRef(self.run_id, self.round, self.path, self.manifest["sha256"])
+
+
+def to_jsonable(value: Any) -> Any:
+    """JSON-safe copy: numpy scalars/arrays to Python, tuples to lists, NaN/inf to None."""
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return to_jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return to_jsonable(value.item())
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, PurePath):
+        return str(value)
+    raise CheckpointError(f"manifest value of type {type(value).__name__} is not JSON-serialisable")
+
+
+def redact_secrets(value: Any, secrets: tuple[str, ...] = (), _key: str = "") -> Any:
+    """Replace values under secret-looking keys, and strings containing a known secret."""
+    if _key and _SECRET_KEY_RE.search(_key) and value not in (None, "", {}, []):
+        return REDACTED
+    if isinstance(value, dict):
+        return {k: redact_secrets(v, secrets, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_secrets(v, secrets) for v in value]
+    if isinstance(value, str) and any(s in value for s in secrets):
+        return REDACTED
+    return value
+
+
+def _known_secrets(backend: Backend) -> tuple[str, ...]:
+    values = [os.environ.get(name, "") for name in _SECRET_ENV_VARS]
+    getter = getattr(backend, "_redact_values", None)
+    if callable(getter):
+        values.extend(getter())
+    # Very short values would redact ordinary words; credentials are longer than this.
+    return tuple(sorted({v for v in values if v and len(v) >= 6}))
+
+
+def encode_json(obj: Any) -> bytes:
+    return (json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n").encode()
+
+
+def decode_json(data: bytes, key: str, what: str) -> dict[str, Any]:
+    try:
+        obj = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointCorrupt(f"{what} {key} is not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise CheckpointCorrupt(f"{what} {key} is not a JSON object")
+    return obj
+
+
+class CheckpointStore(ReleaseMixin):
+    """Checkpoints of federated runs plus the release pointer, over one backend."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        # (run_id, round) -> {metric: value}; filled from manifests, used by auto_release.
+        self._metrics_cache: dict[tuple[str, int], dict[str, Any]] = {}
+
+    def __repr__(self) -> str:
+        return f"CheckpointStore({self.backend!r})"
+
+    def describe(self) -> str:
+        return self.backend.describe()
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def prepare(
+        self,
+        run_id: str,
+        server_round: int,
+        tensors: dict[str, np.ndarray],
+        manifest: dict[str, Any] | None = None,
+        extra: dict[str, bytes] | None = None,
+    ) -> PreparedCheckpoint:
+        """Validate and serialise a checkpoint in memory (a snapshot: later edits don't leak in)."""
+        check_run_id(run_id)
+        check_round(server_round)
+        if not isinstance(tensors, dict) or not tensors:
+            raise CheckpointError("tensors must be a non-empty dict of name -> numpy array")
+        arrays: dict[str, np.ndarray] = {}
+        for name, value in tensors.items():
+            if not isinstance(name, str) or not name:
+                raise CheckpointError(f"tensor names must be non-empty strings, got {name!r}")
+            array = np.asarray(value)
+            if array.dtype == object:
+                raise CheckpointError(f"tensor {name!r} has dtype object (not storable)")
+            arrays[name] = np.ascontiguousarray(array)
+        try:
+            tensors_bytes = st_save(arrays)
+        except Exception as exc:  # safetensors raises plain exceptions for bad dtypes
+            raise CheckpointError(f"cannot serialise tensors: {exc}") from exc
+        extra_bytes: dict[str, bytes] = {}
+        for name, data in (extra or {}).items():
+            if not isinstance(name, str) or not _EXTRA_NAME_RE.match(name):
+                raise CheckpointError(f"invalid extra file name {name!r}")
+            if name in (MODEL_FILE, MANIFEST_FILE):
+                raise CheckpointError(f"extra file name {name!r} is reserved")
+            if not isinstance(data, bytes | bytearray | memoryview):
+                raise CheckpointError(f"extra file {name!r} must be bytes")
+            extra_bytes[name] = bytes(data)
+
+        user = to_jsonable(dict(manifest or {}))
+        user = redact_secrets(user, _known_secrets(self.backend))
+        for key in STORE_FIELDS:
+            user.pop(key, None)
+        digest = sha256_hex(tensors_bytes)
+        files = {MODEL_FILE: {"sha256": digest, "size": len(tensors_bytes)}}
+        for name, data in sorted(extra_bytes.items()):
+            files[name] = {"sha256": sha256_hex(data), "size": len(data)}
+        full = {
+            **user,
+            "format_version": FORMAT_VERSION,
+            "run_id": run_id,
+            "round": server_round,
+            "created_at": utc_now(),
+            "path": checkpoint_path(run_id, server_round),
+            "sha256": digest,
+            "files": files,
+            "tensors": {
+                name: {"dtype": str(a.dtype), "shape": list(a.shape)} for name, a in arrays.items()
+            },
+        }
+        full.setdefault("metrics", {})
+        return PreparedCheckpoint(run_id, server_round, tensors_bytes, full, extra_bytes)
+
+    def write_prepared(self, prepared: PreparedCheckpoint) -> CheckpointRef:
+        """Write tensors, then extras, then the manifest (which makes the round visible)."""
+        path = prepared.path
+        self.backend.put_bytes(f"{path}/{MODEL_FILE}", prepared.tensors_bytes)
+        for name, data in sorted(prepared.extra.items()):
+            self.backend.put_bytes(f"{path}/{name}", data)
+        self.backend.put_bytes(f"{path}/{MANIFEST_FILE}", encode_json(prepared.manifest))
+        self._remember_metrics(prepared.manifest)
+        log.info("saved checkpoint %s to %s", path, self.describe())
+        return prepared.ref
+
+    def save(
+        self,
+        run_id: str,
+        server_round: int,
+        tensors: dict[str, np.ndarray],
+        manifest: dict[str, Any] | None = None,
+        extra: dict[str, bytes] | None = None,
+    ) -> CheckpointRef:
+        """Store a round's tensors (+ extra files) and manifest; overwrites the same round."""
+        return self.write_prepared(self.prepare(run_id, server_round, tensors, manifest, extra))
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def _resolve_round(self, run_id: str, server_round: int | None) -> int:
+        check_run_id(run_id)
+        if server_round is not None:
+            return check_round(server_round)
+        latest = self.latest_round(run_id)
+        if latest is None:
+            raise CheckpointNotFound(f"run {run_id!r} has no checkpoints in {self.describe()}")
+        return latest
+
+    def load_manifest(self, run_id: str, server_round: int | None = None) -> dict[str, Any]:
+        """The manifest of a round (None: the newest round of the run)."""
+        server_round = self._resolve_round(run_id, server_round)
+        path = checkpoint_path(run_id, server_round)
+        key = f"{path}/{MANIFEST_FILE}"
+        try:
+            data = self.backend.get_bytes(key)
+        except CheckpointNotFound:
+            raise CheckpointNotFound(f"checkpoint {path} not found in {self.describe()}") from None
+        manifest = decode_json(data, key, "manifest of checkpoint")
+        if manifest.get("sha256") is None or manifest.get("path") != path:
+            raise CheckpointCorrupt(f"manifest of checkpoint {path} lacks sha256/path ({key})")
+        self._remember_metrics(manifest)
+        return manifest
+
+    def _read_verified(self, path: str, name: str, expected: str | None) -> bytes:
+        key = f"{path}/{name}"
+        try:
+            data = self.backend.get_bytes(key)
+        except CheckpointNotFound:
+            raise CheckpointCorrupt(
+                f"checkpoint {path} is incomplete: {name} is missing ({key})"
+            ) from None
+        actual = sha256_hex(data)
+        if expected is not None and actual != expected:
+            raise CheckpointCorrupt(
+                f"checkpoint {path} is corrupt: sha256 of {name} is {actual[:12]}..., "
+                f"the manifest says {expected[:12]}... ({key})"
+            )
+        return data
+
+    def load(self, run_id: str, server_round: int | None = None) -> Checkpoint:
+        """Load and verify a checkpoint (None: the newest round of the run)."""
+        manifest = self.load_manifest(run_id, server_round)
+        path = manifest["path"]
+        data = self._read_verified(path, MODEL_FILE, manifest["sha256"])
+        try:
+            tensors = st_load(data)
+        except Exception as exc:
+            raise CheckpointCorrupt(
+                f"checkpoint {path} is corrupt: {MODEL_FILE} is unreadable: {exc}"
+            ) from None
+        extra: dict[str, bytes] = {}
+        files = manifest.get("files") or {}
+        for name, info in sorted(files.items()):
+            if name == MODEL_FILE:
+                continue
+            try:
+                check_key(name)
+            except CheckpointError:
+                raise CheckpointCorrupt(
+                    f"manifest of checkpoint {path} lists a bad file name {name!r}"
+                ) from None
+            extra[name] = self._read_verified(path, name, (info or {}).get("sha256"))
+        return Checkpoint(tensors=tensors, manifest=manifest, extra=extra)
+
+    def verify(self, run_id: str, server_round: int | None = None) -> dict[str, Any]:
+        """Check every file of a checkpoint against its manifest; return the manifest."""
+        return self.load(run_id, server_round).manifest
+
+    def _scan(self, prefix: str) -> dict[str, set[int]]:
+        runs: dict[str, set[int]] = {}
+        for key in self.backend.list(prefix):
+            parts = key.split("/")
+            if len(parts) != 4 or parts[0] != "runs" or parts[3] != MANIFEST_FILE:
+                continue
+            match = _ROUND_DIR_RE.match(parts[2])
+            if match:
+                runs.setdefault(parts[1], set()).add(int(match.group(1)))
+        return runs
+
+    def list_runs(self) -> list[str]:
+        """Runs with at least one complete checkpoint, sorted by name."""
+        return sorted(self._scan(RUNS_PREFIX))
+
+    def list_rounds(self, run_id: str) -> list[int]:
+        """Complete rounds of a run, ascending ([] for an unknown run)."""
+        check_run_id(run_id)
+        return sorted(self._scan(f"{RUNS_PREFIX}{run_id}/").get(run_id, set()))
+
+    def latest_round(self, run_id: str) -> int | None:
+        rounds = self.list_rounds(run_id)
+        return rounds[-1] if rounds else None
+
+    def delete_checkpoint(self, run_id: str, server_round: int) -> None:
+        """Remove a round (manifest first, so it disappears from listings at once)."""
+        path = checkpoint_path(run_id, server_round)
+        keys = self.backend.list(f"{path}/")
+        manifest_key = f"{path}/{MANIFEST_FILE}"
+        if manifest_key in keys:
+            self.backend.delete(manifest_key)
+        for key in keys:
+            if key != manifest_key:
+                self.backend.delete(key)
+        self._metrics_cache.pop((run_id, server_round), None)
+
+    # -- metrics cache used by auto_release ---------------------------------------------------
+
+    def _remember_metrics(self, manifest: dict[str, Any]) -> None:
+        metrics = manifest.get("metrics")
+        run_id, server_round = manifest.get("run_id"), manifest.get("round")
+        if isinstance(run_id, str) and isinstance(server_round, int):
+            self._metrics_cache[(run_id, server_round)] = (
+                dict(metrics) if isinstance(metrics, dict) else {}
+            )
+
+    def round_metrics(self, run_id: str, server_round: int) -> dict[str, Any]:
+        """The metrics recorded in a round's manifest ({} if none)."""
+        key = (run_id, server_round)
+        if key not in self._metrics_cache:
+            self.load_manifest(run_id, server_round)
+        return self._metrics_cache.get(key, {})

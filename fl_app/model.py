@@ -1,0 +1,84 @@
+"""The swipe model: per-frame letter probabilities for CTC.
+
+Two 1-D convolutions read local shape (the second halves the frame rate), a bidirectional
+GRU reads the whole trace, and a linear head scores blank + each letter per frame. The
+decoder turns those frame scores into lexicon-word scores (fl_app/decoder.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild the module; stored in each checkpoint manifest."""
+
+    n_features: int
+    n_classes: int  # blank + letters
+    conv_channels: int = 128
+    hidden: int = 128
+    gru_layers: int = 2
+    dropout: float = 0.1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class SwipeModel(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config.conv_channels
+        self.conv = nn.Sequential(
+            nn.Conv1d(config.n_features, c, kernel_size=5, padding=2),
+            nn.GELU(),
+            nn.Conv1d(c, c, kernel_size=5, stride=2, padding=2),
+            nn.GELU(),
+        )
+        self.norm = nn.LayerNorm(c)
+        self.gru = nn.GRU(
+            c,
+            config.hidden,
+            num_layers=config.gru_layers,
+            batch_first=True,
+            bidirectional=True,
+            dropout=config.dropout if config.gru_layers > 1 else 0.0,
+        )
+        self.drop = nn.Dropout(config.dropout)
+        self.head = nn.Linear(2 * config.hidden, config.n_classes)
+
+    @staticmethod
+    def output_lengths(lengths: torch.Tensor) -> torch.Tensor:
+        """Frames after the stride-2 convolution."""
+        return torch.div(lengths + 1, 2, rounding_mode="floor")
+
+    def forward(
+        self, x: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: (batch, frames, features) -> log-probs (batch, frames/2, classes), lengths."""
+        h = self.conv(x.transpose(1, 2)).transpose(1, 2)
+        h = self.norm(h)
+        out_len = self.output_lengths(lengths)
+        if h.shape[0] == 1:
+            h, _ = self.gru(h)
+        else:
+            packed = pack_padded_sequence(h, out_len.cpu(), batch_first=True, enforce_sorted=False)
+            h, _ = self.gru(packed)
+            h, _ = pad_packed_sequence(h, batch_first=True, total_length=x.shape[1] // 2 + x.shape[1] % 2)
+        return self.head(self.drop(h)).log_softmax(-1), out_len
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def pick_device(preferred: str | None = None) -> torch.device:
+    """CUDA when present (or as asked), else CPU."""
+    if preferred:
+        return torch.device(preferred)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

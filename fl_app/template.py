@@ -1,0 +1,151 @@
+"""SHARK2-style template decoding (Kristensson & Zhai 2004): no training, the baseline.
+
+Each lexicon word's template is the polyline through its key centres. A trace is compared
+with every plausible template on two channels, *shape* (both normalised for position and
+scale) and *location* (absolute, in key units), and a word-frequency prior is added. The same
+pruning and scoring give the learned decoder its shortlist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from fl_app.features import collapse_repeats
+from fl_app.keyboard import Keyboard
+from fl_app.lexicon import Lexicon
+
+N_SAMPLES = 32
+
+
+@dataclass
+class TemplateParams:
+    """The baseline's few weights; tuned on a separate set of synthetic users."""
+
+    sigma_shape: float = 0.12
+    sigma_location: float = 0.6
+    prior_weight: float = 0.3
+    start_radius: float = 1.6  # key units: first key must lie this close to the trace start
+    end_radius: float = 2.6  # endings are sloppier than starts
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def resample_path(xy: np.ndarray, n: int = N_SAMPLES) -> np.ndarray:
+    """(m, 2) polyline -> (n, 2) points equally spaced along its length."""
+    seg = np.linalg.norm(np.diff(xy, axis=0), axis=1)
+    cum = np.concatenate([[0.0], np.cumsum(seg)])
+    if cum[-1] <= 1e-9:
+        return np.repeat(xy[:1], n, axis=0)
+    grid = np.linspace(0.0, cum[-1], n)
+    return np.stack([np.interp(grid, cum, xy[:, 0]), np.interp(grid, cum, xy[:, 1])], axis=1)
+
+
+def normalise_shape(paths: np.ndarray) -> np.ndarray:
+    """(..., n, 2): centre on the centroid and scale the bounding box's longer side to 1."""
+    centred = paths - paths.mean(axis=-2, keepdims=True)
+    extent = (paths.max(axis=-2) - paths.min(axis=-2)).max(axis=-1)
+    return centred / np.maximum(extent, 1e-6)[..., None, None]
+
+
+@dataclass
+class Templates:
+    """A lexicon's templates on one keyboard geometry (key units)."""
+
+    word_index: np.ndarray  # lexicon indices the keyboard can type
+    location: np.ndarray  # (words, n, 2)
+    shape: np.ndarray  # (words, n, 2)
+    start: np.ndarray  # (words, 2) first key centre
+    end: np.ndarray  # (words, 2) last key centre
+    log_prior: np.ndarray  # (words,)
+
+
+def build_templates(lexicon: Lexicon, keyboard: Keyboard) -> Templates:
+    centres = keyboard.letter_centres_ku
+    letter = keyboard.letter_index
+    keep, paths = [], []
+    for i, word in enumerate(lexicon.words):
+        if not keyboard.can_type(word):
+            continue
+        keep.append(i)
+        paths.append(resample_path(centres[[letter[ch] for ch in collapse_repeats(word)]]))
+    location = np.stack(paths) if paths else np.zeros((0, N_SAMPLES, 2))
+    return Templates(
+        word_index=np.array(keep, dtype=np.int64),
+        location=location,
+        shape=normalise_shape(location),
+        start=location[:, 0],
+        end=location[:, -1],
+        log_prior=lexicon.log_prior[keep],
+    )
+
+
+class TemplateDecoder:
+    """Scores lexicon words against a trace; caches templates per keyboard geometry."""
+
+    def __init__(self, lexicon: Lexicon, params: TemplateParams | None = None) -> None:
+        self.params = params or TemplateParams()
+        self._cache: dict[str, Templates] = {}
+        self.lexicon = lexicon
+
+    @property
+    def lexicon(self) -> Lexicon:
+        return self._lexicon
+
+    @lexicon.setter
+    def lexicon(self, lexicon: Lexicon) -> None:
+        self._lexicon = lexicon
+        self._cache.clear()
+
+    def templates(self, keyboard: Keyboard) -> Templates:
+        key = keyboard.layout_key
+        if key not in self._cache:
+            if len(self._cache) > 32:
+                self._cache.clear()
+            self._cache[key] = build_templates(self._lexicon, keyboard)
+        return self._cache[key]
+
+    def channel_distances(
+        self, points: np.ndarray, keyboard: Keyboard
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Pruned candidates (positions in Templates) with their shape and location distances."""
+        tpl = self.templates(keyboard)
+        trace = resample_path(keyboard.to_key_units(points[:, :2]))
+        p = self.params
+        near = (np.linalg.norm(tpl.start - trace[0], axis=1) <= p.start_radius) & (
+            np.linalg.norm(tpl.end - trace[-1], axis=1) <= p.end_radius
+        )
+        cand = np.flatnonzero(near)
+        if len(cand) == 0:  # nothing plausible: fall back to every word
+            cand = np.arange(len(tpl.word_index))
+        d_loc = np.linalg.norm(tpl.location[cand] - trace, axis=-1).mean(-1)
+        d_shape = np.linalg.norm(tpl.shape[cand] - normalise_shape(trace), axis=-1).mean(-1)
+        return cand, d_shape, d_loc
+
+    def score_candidates(
+        self, points: np.ndarray, keyboard: Keyboard, params: TemplateParams | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(lexicon indices, template log-likelihood without prior, log prior) of candidates."""
+        p = params or self.params
+        cand, d_shape, d_loc = self.channel_distances(points, keyboard)
+        tpl = self.templates(keyboard)
+        loglik = -0.5 * (d_shape / p.sigma_shape) ** 2 - 0.5 * (d_loc / p.sigma_location) ** 2
+        return tpl.word_index[cand], loglik, tpl.log_prior[cand]
+
+    def decode(self, points: np.ndarray, keyboard: Keyboard, k: int = 4) -> list[tuple[str, float]]:
+        idx, loglik, prior = self.score_candidates(points, keyboard)
+        return top_k_words(self._lexicon, idx, loglik + self.params.prior_weight * prior, k)
+
+
+def top_k_words(
+    lexicon: Lexicon, idx: np.ndarray, scores: np.ndarray, k: int
+) -> list[tuple[str, float]]:
+    """The k best (word, score) pairs, best first."""
+    k = min(k, len(idx))
+    if k <= 0:
+        return []
+    top = np.argpartition(-scores, k - 1)[:k]
+    top = top[np.argsort(-scores[top], kind="stable")]
+    return [(lexicon.words[idx[i]], float(scores[i])) for i in top]

@@ -1,0 +1,47 @@
+"""Derive the committed lexicons in fl_app/data/ from wordfreq (CC BY-SA 4.0).
+
+Run: pip install wordfreq && python scripts/make_lexicon.py
+Keeps words of 2+ letters of the language's keyboard alphabet, most frequent first.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from wordfreq import top_n_list, word_frequency
+
+from fl_app.keyboard import LANGUAGE_ALPHABETS
+
+OUT = Path(__file__).resolve().parents[1] / "fl_app" / "data"
+SIZE = 20000
+NORMALISE = {"ru": str.maketrans({"ё": "е", "ъ": "ь"})}
+
+
+def build(language: str) -> list[tuple[str, float]]:
+    alphabet = set(LANGUAGE_ALPHABETS[language])
+    table = NORMALISE.get(language)
+    seen: dict[str, float] = {}
+    for raw in top_n_list(language, SIZE * 3):
+        word = raw.lower().translate(table) if table else raw.lower()
+        if len(word) < 2 or not set(word) <= alphabet:
+            continue
+        seen[word] = seen.get(word, 0.0) + word_frequency(raw, language)
+        if len(seen) >= SIZE:
+            break
+    return sorted(seen.items(), key=lambda kv: -kv[1])
+
+
+def main() -> None:
+    for language in LANGUAGE_ALPHABETS:
+        rows = build(language)
+        path = OUT / f"lexicon-{language}.tsv"
+        with path.open("w", encoding="utf-8") as fh:
+            fh.write(f"# {language} swipe lexicon: word<TAB>frequency, derived from wordfreq 3.x\n")
+            fh.write("# (c) Robyn Speer / wordfreq contributors, CC BY-SA 4.0; see fl_app/data/NOTICE\n")
+            for word, freq in rows:
+                fh.write(f"{word}\t{freq:.4e}\n")
+        print(f"{path}: {len(rows)} words")
+
+
+if __name__ == "__main__":
+    main()
