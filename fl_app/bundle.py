@@ -59,9 +59,7 @@ class DecoderSpec:
     def lexicon(self) -> Lexicon:
         return load_lexicon(self.language, self.lexicon_size)
 
-    def build_decoder(
-        self, model: SwipeModel, lexicon: Lexicon | None = None
-    ) -> LearnedDecoder:
+    def build_decoder(self, model: SwipeModel, lexicon: Lexicon | None = None) -> LearnedDecoder:
         return LearnedDecoder(
             model, self.features, lexicon or self.lexicon(), self.template, self.fusion
         )

@@ -199,7 +199,13 @@ def _explicit_keyboard(spec: dict[str, Any], width: float, height: float) -> Key
     keys = []
     for raw in spec["keys"]:
         try:
-            key = Key(str(raw["label"]), float(raw["x"]), float(raw["y"]), float(raw["w"]), float(raw["h"]))
+            key = Key(
+                str(raw["label"]),
+                float(raw["x"]),
+                float(raw["y"]),
+                float(raw["w"]),
+                float(raw["h"]),
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidKeyboardError("each key needs label, x, y, w, h") from exc
         if not all(np.isfinite([key.x, key.y, key.w, key.h])) or key.w <= 0 or key.h <= 0:

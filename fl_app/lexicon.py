@@ -53,7 +53,7 @@ class Lexicon:
         digest = hashlib.sha1("\n".join(self.words).encode()).hexdigest()[:12]
         return f"{self.language}-{len(self)}-{digest}"
 
-    def with_words(self, words: dict[str, float] | list[str]) -> "Lexicon":
+    def with_words(self, words: dict[str, float] | list[str]) -> Lexicon:
         """A new lexicon with extra words (existing ones keep their frequency)."""
         extra = words if isinstance(words, dict) else {w: DEFAULT_ADDED_FREQ for w in words}
         new_words = list(self.words)
@@ -64,7 +64,7 @@ class Lexicon:
                 new_freqs.append(float(freq))
         return Lexicon(new_words, np.array(new_freqs), self.language)
 
-    def subset(self, keep: np.ndarray) -> "Lexicon":
+    def subset(self, keep: np.ndarray) -> Lexicon:
         idx = np.flatnonzero(keep)
         return Lexicon([self.words[i] for i in idx], self.freqs[idx], self.language)
 

@@ -57,9 +57,7 @@ class SwipeModel(nn.Module):
         """Frames after the stride-2 convolution."""
         return torch.div(lengths + 1, 2, rounding_mode="floor")
 
-    def forward(
-        self, x: torch.Tensor, lengths: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x: (batch, frames, features) -> log-probs (batch, frames/2, classes), lengths."""
         h = self.conv(x.transpose(1, 2)).transpose(1, 2)
         h = self.norm(h)
@@ -69,7 +67,9 @@ class SwipeModel(nn.Module):
         else:
             packed = pack_padded_sequence(h, out_len.cpu(), batch_first=True, enforce_sorted=False)
             h, _ = self.gru(packed)
-            h, _ = pad_packed_sequence(h, batch_first=True, total_length=x.shape[1] // 2 + x.shape[1] % 2)
+            h, _ = pad_packed_sequence(
+                h, batch_first=True, total_length=x.shape[1] // 2 + x.shape[1] % 2
+            )
         return self.head(self.drop(h)).log_softmax(-1), out_len
 
 

@@ -84,9 +84,7 @@ def validate_word(word: Any, keyboard: Keyboard) -> str:
     if not isinstance(word, str) or not word:
         raise MissingWordError("a labelled swipe needs a non-empty word")
     if not keyboard.can_type(word):
-        raise WordOutsideAlphabetError(
-            "word must be lower-case letters of the keyboard's alphabet"
-        )
+        raise WordOutsideAlphabetError("word must be lower-case letters of the keyboard's alphabet")
     return word
 
 
@@ -106,7 +104,9 @@ def parse_swipe(
 
 
 def make_swipe(
-    points: np.ndarray, keyboard: Keyboard, word: str | None = None,
+    points: np.ndarray,
+    keyboard: Keyboard,
+    word: str | None = None,
     max_points: int = DEFAULT_MAX_POINTS,
 ) -> Swipe:
     """Validate an in-memory trace (the generator's output, say) and build a Swipe."""

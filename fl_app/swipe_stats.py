@@ -137,7 +137,7 @@ def summarize(values: Iterable[float]) -> dict[str, float]:
     if len(v) == 0:
         return {k: _NAN for k in STAT_KEYS}
     pct = np.percentile(v, list(PERCENTILES.values()))
-    out = {k: float(p) for k, p in zip(PERCENTILES, pct)}
+    out = {k: float(p) for k, p in zip(PERCENTILES, pct, strict=True)}
     out["mean"] = float(v.mean())
     return out
 
@@ -160,7 +160,7 @@ def compute_stats(
         if len(user_ids) != len(rows):
             raise ValueError("one user id per swipe")
         groups: dict[object, list[dict[str, float]]] = defaultdict(list)
-        for uid, r in zip(user_ids, rows):
+        for uid, r in zip(user_ids, rows, strict=True):
             groups[uid].append(r)
         people = [g for g in groups.values() if len(g) >= min_swipes]
         for q in PERSON_QUANTITIES:

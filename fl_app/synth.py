@@ -10,10 +10,17 @@ minimum-jerk trajectory through noisy via-points near the key centres of the wor
 a C4 piecewise quintic that starts and ends at rest; segment times grow with distance
 (Fitts-like) and are scaled to the user's speed. Via-point noise follows Bi & Zhai's dual
 Gaussian ("FFitts law"): sigma^2 = absolute precision^2 + (alpha * key size)^2, so a larger key
-gets a larger spread. On top: a user's landing bias (people land below the key centre), corner
-cutting, sloppy endings (overshoot / undershoot along the last movement, heavy-tailed scatter),
-occasional wandering traces, smooth low-frequency jitter, a dwell at touch-down, and the
-device's sampling (interval, jitter, missed frames, integer px / ms, no events while still).
+gets a larger spread (looser in the middle of a word than at its start). On top: a user's
+landing bias (people land below the key centre), corner cutting, a slowdown in sharp turns (so
+reversals are cusps or small loops, not wide swings), strokes that arc sideways, sloppy
+endings (overshoot / undershoot along the last movement, heavy-tailed scatter, lift-off
+tails), occasional wandering traces, smooth low-frequency jitter, a dwell at touch-down, and
+the device's sampling (interval, jitter, missed frames, integer px / ms, no events while
+still).
+
+Calibrated against REAL_SWIPES.md with ~200 users x 20 swipes over the 10k lexicon: medians and
+quartiles of start/end offsets and distances, ms per letter, path-length ratio, speed and the
+per-person spreads match the real table (see `fl_app.swipe_stats.compare_table`).
 
 Everything is in key widths (kw = keyboard.key_width) in both axes (a key width is a physical
 length on the user's screen), converted to px at the end. Randomness only from the
@@ -38,7 +45,7 @@ from fl_app.swipe import DEFAULT_MAX_POINTS, Swipe, make_swipe
 # SHIFTED_RANGES from intervals outside them (a robustness test set). Distances in kw.
 # --------------------------------------------------------------------------------------------
 TRAIN_RANGES: dict[str, tuple[float, float]] = {
-    "ms_per_letter": (95.0, 900.0),  # per-user median speed; log-normal, real p5..p95 128..527
+    "ms_per_letter": (95.0, 900.0),  # per-user median; split log-normal, real p5..p95 128..527
     "kb_width": (320.0, 1440.0),  # px: CSS-px phones, high-dpi phones, tablets
     "kb_aspect": (1.5, 2.3),  # keyboard width / height
     "sample_interval_ms": (7.5, 18.0),  # 60 Hz mostly; 90-120 Hz native keyboards
@@ -49,10 +56,10 @@ TRAIN_RANGES: dict[str, tuple[float, float]] = {
     "sloppy_end_prob": (0.0, 0.15),  # chance of a far-off ending (> ~1 kw)
     "offset_y_kw": (-0.2, 0.4),  # landing bias, y grows downwards
     "offset_x_kw": (-0.2, 0.2),
-    "corner_cut": (0.0, 0.1),
+    "corner_cut": (-0.1, 0.1),  # > 0 cuts corners, < 0 exaggerates them
     "bow_mean": (-0.2, 0.2),  # strokes arc (sideways offset / chord length)
     "wander_prob": (0.0, 0.2),
-    "jitter_kw": (0.0, 0.12),  # smooth low-frequency jitter amplitude
+    "jitter_kw": (0.0, 0.15),  # smooth low-frequency jitter amplitude
     "dwell_ms": (0.0, 250.0),  # median pause at touch-down
 }
 
@@ -63,9 +70,9 @@ SHIFTED_RANGES: dict[str, tuple[tuple[float, float], ...]] = {
     "sample_interval_ms": ((3.5, 6.5), (21.0, 34.0)),  # 240 Hz digitisers; slow event loops
     "alpha": ((0.18, 0.26),),  # larger spread
     "abs_precision_mm": ((2.2, 3.2),),
-    "end_scatter_kw": ((0.45, 0.8),),  # sloppier endings
-    "overshoot_sd_kw": ((0.5, 0.9),),
-    "sloppy_end_prob": ((0.18, 0.35),),
+    "end_scatter_kw": ((0.45, 0.6),),  # sloppier endings
+    "overshoot_sd_kw": ((0.5, 0.7),),
+    "sloppy_end_prob": ((0.18, 0.3),),
 }
 
 # Device classes of the training users: (probability, width range px, physical key width mm).
@@ -83,7 +90,7 @@ SAMPLING_CLASSES: tuple[tuple[float, float], ...] = (
     (0.06, 10.0),
 )
 MS_PER_LETTER_MEDIAN = 210.0  # per-user median: split log-normal over users (slow tail longer)
-MS_PER_LETTER_LOG_SD = (0.37, 0.49)  # below / above the median
+MS_PER_LETTER_LOG_SD = (0.33, 0.49)  # below / above the median
 REAL_ASPECT_MEDIAN = 1.72
 # Word choice: p(word) ~ freq ** temperature (real swipes' word lengths match about 0.8).
 VOCAB_TEMPERATURE_RANGE = (0.75, 1.0)
@@ -97,6 +104,7 @@ LANGUAGE_LAYOUT = {"en": "qwerty-en", "ru": "jcuken-ru"}
 # `ms_per_letter` means what it says on average.
 _GEOM_PER_LETTER_REF = 2.05
 _GEOM_EXPONENT = 1.0  # how much a word's geometry (distance) sets its duration
+_MAX_BULGE_KW = 0.6  # a stroke's sideways arc stays within this
 _MAX_POINTS = 1500  # stay well inside the contract's DEFAULT_MAX_POINTS
 
 
@@ -130,7 +138,7 @@ class UserStyle:
     end_offset_dy_kw: float = 0.05
     abs_precision_mm: float = 1.2
     alpha: float = 0.08
-    mid_noise_scale: float = 1.3  # via-points in the middle are looser than the start
+    mid_noise_scale: float = 1.6  # via-points in the middle are looser than the start
     corner_cut: float = 0.03
     turn_slowdown: float = 1.0  # speed at a via-point ~ ((1 + cos turn) / 2) ** this
     bow_mean: float = 0.0  # strokes arc: sideways offset of a segment's middle / its length
@@ -139,6 +147,8 @@ class UserStyle:
     overshoot_sd_kw: float = 0.25
     end_scatter_kw: float = 0.15
     sloppy_end_prob: float = 0.05
+    end_hook_prob: float = 0.3  # chance of a lift-off tail ...
+    end_hook_kw: float = 0.2  # ... and its length scale
     wander_prob: float = 0.05
     jitter_kw: float = 0.05
     jitter_hz: float = 1.5
@@ -164,12 +174,44 @@ class UserStyle:
         kw, kh = w / spec_def["keys_per_row"], h / 4.0
         keys = [
             {"label": ch, "x": (off + col) * kw, "y": row_i * kh, "w": kw, "h": kh}
-            for row_i, (row, off) in enumerate(zip(spec_def["rows"], self.row_offsets))
+            for row_i, (row, off) in enumerate(zip(spec_def["rows"], self.row_offsets, strict=True))
             for col, ch in enumerate(row)
         ]
         return keyboard_from_spec(
             {"width": w, "height": h, "keys": keys, "language": spec_def["language"]}
         )
+
+
+_TIDY = dict(
+    abs_precision_mm=0.0,
+    alpha=0.0,
+    offset_x_kw=0.0,
+    offset_y_kw=0.0,
+    end_offset_dx_kw=0.0,
+    end_offset_dy_kw=0.0,
+    corner_cut=0.0,
+    turn_slowdown=0.0,
+    bow_mean=0.0,
+    bow_sd=0.0,
+    overshoot_mean_kw=0.0,
+    overshoot_sd_kw=0.0,
+    end_scatter_kw=0.0,
+    sloppy_end_prob=0.0,
+    end_hook_prob=0.0,
+    wander_prob=0.0,
+    jitter_kw=0.0,
+    touch_noise_kw=0.0,
+    round_px=False,
+    event_driven=False,
+)
+
+
+def tidy_style(**overrides) -> UserStyle:
+    """A noise-free swiper: a smooth minimum-jerk trace through the key centres, no sloppiness.
+
+    For decoding sanity checks and tests (a single trace that must decode), never for training.
+    """
+    return UserStyle(**{**_TIDY, **overrides})
 
 
 # --------------------------------------------------------------------------------------------
@@ -214,7 +256,9 @@ def sample_user_style(
         kb_width = float(rng.choice([360.0, 375.0, 390.0, 393.0, 411.0, 412.0, 414.0]))
     key_mm = float(rng.uniform(*mm_range))
     if rng.random() < 0.7:
-        kb_aspect = _clip(REAL_ASPECT_MEDIAN * math.exp(0.07 * rng.standard_normal()), r["kb_aspect"])
+        kb_aspect = _clip(
+            REAL_ASPECT_MEDIAN * math.exp(0.07 * rng.standard_normal()), r["kb_aspect"]
+        )
     else:
         kb_aspect = float(rng.uniform(*r["kb_aspect"]))
     row_offsets = None
@@ -222,7 +266,9 @@ def sample_user_style(
         row_offsets = (0.0, float(rng.uniform(0.25, 0.65)), float(rng.uniform(1.2, 1.75)))
     elif layout != "qwerty-en" and rng.random() < 0.2:
         base = NAMED_LAYOUTS[layout]["offsets"]
-        row_offsets = tuple(float(o + rng.uniform(-0.2, 0.2)) if i else 0.0 for i, o in enumerate(base))
+        row_offsets = tuple(
+            float(o + rng.uniform(-0.2, 0.2)) if i else 0.0 for i, o in enumerate(base)
+        )
     sp = np.array([c[0] for c in SAMPLING_CLASSES])
     interval = SAMPLING_CLASSES[int(rng.choice(len(sp), p=sp / sp.sum()))][1]
     interval = _clip(interval * (1 + 0.01 * rng.standard_normal()), r["sample_interval_ms"])
@@ -268,9 +314,9 @@ def sample_user_style(
         sample_interval_ms=values["sample_interval_ms"],
         sample_jitter=float(rng.uniform(0.02, 0.3)),
         missed_frame_prob=float(rng.uniform(0.0, 0.06)),
-        event_driven=bool(web or rng.random() < 0.3),
+        event_driven=bool(rng.random() < (0.4 if web else 0.2)),
         round_px=bool(web or rng.random() < 0.5),
-        round_ms=bool(web or rng.random() < 0.5),
+        round_ms=bool(web or rng.random() < 0.7),
         ms_per_letter=values["ms_per_letter"],
         speed_log_sd=float(rng.uniform(0.15, 0.3)),
         fitts_c0=float(rng.uniform(0.3, 1.0)),
@@ -283,17 +329,19 @@ def sample_user_style(
         end_offset_dy_kw=float(0.05 + 0.06 * rng.standard_normal()),
         abs_precision_mm=values["abs_precision_mm"],
         alpha=values["alpha"],
-        mid_noise_scale=float(rng.uniform(1.0, 1.6)),
-        corner_cut=_clip(float(rng.uniform(0.0, 0.05)), r["corner_cut"]),
-        turn_slowdown=float(rng.uniform(0.3, 1.5)),
-        bow_mean=_clip(0.06 * rng.standard_normal(), r["bow_mean"]),
-        bow_sd=float(rng.uniform(0.05, 0.2)),
+        mid_noise_scale=float(rng.uniform(1.2, 2.0)),
+        corner_cut=_clip(float(rng.uniform(-0.025, 0.075)), r["corner_cut"]),
+        turn_slowdown=float(rng.uniform(0.6, 1.8)),
+        bow_mean=_clip(0.08 * rng.standard_normal(), r["bow_mean"]),
+        bow_sd=float(rng.uniform(0.07, 0.25)),
         overshoot_mean_kw=float(0.05 + 0.1 * rng.standard_normal()),
         overshoot_sd_kw=values["overshoot_sd_kw"],
         end_scatter_kw=values["end_scatter_kw"],
         sloppy_end_prob=values["sloppy_end_prob"],
+        end_hook_prob=float(rng.uniform(0.1, 0.7)),
+        end_hook_kw=float(rng.uniform(0.1, 0.35)),
         wander_prob=_clip(float(rng.beta(1.0, 9.0)), r["wander_prob"]),
-        jitter_kw=_clip(_lognormal(rng, 0.04, 0.5), r["jitter_kw"]),
+        jitter_kw=_clip(_lognormal(rng, 0.05, 0.5), r["jitter_kw"]),
         jitter_hz=float(rng.uniform(0.8, 3.0)),
         touch_noise_kw=float(rng.uniform(0.0, 0.03)),
         regime=regime,
@@ -417,9 +465,7 @@ def generate_trace(
     kh_kw = keyboard.key_height / kw
     # via letters: repeated letters are one via-point
     keep = [0] + [i for i in range(1, len(word)) if word[i] != word[i - 1]]
-    n_double = np.bincount(
-        np.searchsorted(keep, np.arange(len(word)), side="right") - 1, minlength=len(keep)
-    ) - 1  # extra presses folded into each via-point
+    n_double = np.diff(np.append(keep, len(word))) - 1  # repeats folded into each via-point
     centres = keyboard.word_centres(word)[keep] / kw  # (m+1, 2) in kw
     if len(centres) == 1:
         centres = np.vstack([centres, centres])
@@ -432,24 +478,36 @@ def generate_trace(
     via = centres + noise * style.mid_noise_scale
     bias = np.array([style.offset_x_kw, style.offset_y_kw])
     via[0] = centres[0] + bias + noise[0] * math.exp(0.3 * rng.standard_normal())
-    if m1 > 2:  # corner cutting: interior via-points pulled towards their neighbours' chord
+    if m1 > 2:  # corner cutting: interior via-points move towards their neighbours' chord
+        # (a negative cut exaggerates the corner instead)
         cut = style.corner_cut * rng.uniform(0.3, 1.7)
         mid = 0.5 * (centres[:-2] + centres[2:])
-        via[1:-1] += min(cut, 0.9) * (mid - via[1:-1])
+        via[1:-1] += min(cut, 0.9) * (mid - centres[1:-1])
     direction = _unit(centres[-1] - centres[-2], rng)
     overshoot = style.overshoot_mean_kw + style.overshoot_sd_kw * rng.standard_normal()
-    end = centres[-1] + bias + np.array([style.end_offset_dx_kw, style.end_offset_dy_kw]) + noise[-1]
+    end = (
+        centres[-1] + bias + np.array([style.end_offset_dx_kw, style.end_offset_dy_kw]) + noise[-1]
+    )
     end += overshoot * direction + style.end_scatter_kw * rng.standard_normal(2)
     if rng.random() < style.sloppy_end_prob:  # far off: the finger lifts late or early
         far = rng.uniform(0.7, 1.8) * (1.0 if rng.random() < 0.65 else -1.0)
         end += far * direction + 0.35 * rng.standard_normal(2)
     via[-1] = end
+    if rng.random() < style.end_hook_prob:  # lift-off tail: the last bit drifts into the end
+        ang = 0.5 * math.pi + 1.0 * rng.standard_normal()  # mostly downwards, to the palm
+        hook = abs(style.end_hook_kw * rng.standard_normal()) * np.array(
+            [math.cos(ang), math.sin(ang)]
+        )
+        via = np.vstack([via[:-1], end - hook, end])
+        n_double = np.append(n_double, 0)
     wander = rng.random() < style.wander_prob
     if wander:  # a hesitant, searching trace: a detour and a slower pace
         j = int(rng.integers(m1 - 1))
         along = _unit(via[j + 1] - via[j], rng)
         normal = np.array([-along[1], along[0]])
-        detour = 0.5 * (via[j] + via[j + 1]) + rng.normal(0.0, 0.9, 2) + rng.normal(0.6, 0.4) * normal
+        detour = (
+            0.5 * (via[j] + via[j + 1]) + rng.normal(0.0, 0.9, 2) + rng.normal(0.6, 0.4) * normal
+        )
         via = np.insert(via, j + 1, detour, axis=0)
         n_double = np.insert(n_double, j + 1, 0)
 
@@ -473,6 +531,9 @@ def generate_trace(
     knots /= knots[-1]  # unit time: a well-conditioned system
     # strokes bow: each segment arcs sideways by bow * its length at its middle
     bow = (style.bow_mean + style.bow_sd * rng.standard_normal(len(dist))) * (dist > 0.25)
+    bow = np.clip(
+        bow, -_MAX_BULGE_KW / np.maximum(dist, 1e-9), _MAX_BULGE_KW / np.maximum(dist, 1e-9)
+    )
 
     # --- path and sampling --------------------------------------------------------------------
     unit = chord / np.maximum(dist, 1e-9)[:, None]
@@ -518,7 +579,9 @@ def generate_swipe(
     word: str, keyboard: Keyboard, style: UserStyle, rng: np.random.Generator
 ) -> Swipe:
     """A validated, labelled synthetic Swipe."""
-    return make_swipe(generate_trace(word, keyboard, style, rng), keyboard, word, DEFAULT_MAX_POINTS)
+    return make_swipe(
+        generate_trace(word, keyboard, style, rng), keyboard, word, DEFAULT_MAX_POINTS
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -536,7 +599,7 @@ class SyntheticUser:
     weights: np.ndarray  # p(word), sums to 1
     special_words: tuple[str, ...] = ()
     regime: str = "train"
-    _cdf: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
+    _cdf: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.weights = np.asarray(self.weights, dtype=np.float64)
@@ -590,7 +653,10 @@ def make_user(
     cand = _candidate_words(lexicon, layout, words)
     freqs = lexicon.freqs[cand]
     temp = rng.uniform(*VOCAB_TEMPERATURE_RANGE)
-    w = np.exp(temp * np.log(np.maximum(freqs, 1e-12)) + VOCAB_NOISE_LOG_SD * rng.standard_normal(len(cand)))
+    w = np.exp(
+        temp * np.log(np.maximum(freqs, 1e-12))
+        + VOCAB_NOISE_LOG_SD * rng.standard_normal(len(cand))
+    )
     w /= w.sum()
     order = np.argsort(-freqs, kind="stable")
     rare = order[int(len(order) * (1.0 - SPECIAL_FROM_RARE_FRACTION)) :]
@@ -621,7 +687,12 @@ def make_users(
 ) -> list[SyntheticUser]:
     """n users with ids 0..n-1 and seeds derived from `seed` (user i is the same for any n)."""
     return [
-        make_user(int(np.random.SeedSequence([int(seed), i]).generate_state(1)[0]), lexicon,
-                  regime, words, user_id=i)
+        make_user(
+            int(np.random.SeedSequence([int(seed), i]).generate_state(1)[0]),
+            lexicon,
+            regime,
+            words,
+            user_id=i,
+        )
         for i in range(n)
     ]

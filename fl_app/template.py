@@ -17,6 +17,7 @@ from fl_app.keyboard import Keyboard
 from fl_app.lexicon import Lexicon
 
 N_SAMPLES = 32
+MIN_CANDIDATES = 32  # never shortlist fewer words than this (k is at most 8)
 
 
 @dataclass
@@ -114,12 +115,12 @@ class TemplateDecoder:
         tpl = self.templates(keyboard)
         trace = resample_path(keyboard.to_key_units(points[:, :2]))
         p = self.params
-        near = (np.linalg.norm(tpl.start - trace[0], axis=1) <= p.start_radius) & (
-            np.linalg.norm(tpl.end - trace[-1], axis=1) <= p.end_radius
-        )
-        cand = np.flatnonzero(near)
-        if len(cand) == 0:  # nothing plausible: fall back to every word
-            cand = np.arange(len(tpl.word_index))
+        d_start = np.linalg.norm(tpl.start - trace[0], axis=1)
+        d_end = np.linalg.norm(tpl.end - trace[-1], axis=1)
+        cand = np.flatnonzero((d_start <= p.start_radius) & (d_end <= p.end_radius))
+        if len(cand) < MIN_CANDIDATES:  # a wild trace: take the words whose ends fit best
+            m = min(MIN_CANDIDATES, len(d_start))
+            cand = np.argpartition(d_start / p.start_radius + d_end / p.end_radius, m - 1)[:m]
         d_loc = np.linalg.norm(tpl.location[cand] - trace, axis=-1).mean(-1)
         d_shape = np.linalg.norm(tpl.shape[cand] - normalise_shape(trace), axis=-1).mean(-1)
         return cand, d_shape, d_loc

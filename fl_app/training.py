@@ -84,9 +84,7 @@ def ctc_batch_loss(
 ) -> torch.Tensor:
     x, lengths, flat, target_len = (t.to(device) for t in batch)
     logp, out_len = model(x, lengths)
-    return F.ctc_loss(
-        logp.transpose(0, 1), flat, out_len, target_len, blank=0, zero_infinity=True
-    )
+    return F.ctc_loss(logp.transpose(0, 1), flat, out_len, target_len, blank=0, zero_infinity=True)
 
 
 def train(
@@ -103,9 +101,7 @@ def train(
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     model.to(device).train()
-    start_weights = (
-        [p.detach().clone() for p in model.parameters()] if config.mu > 0 else None
-    )
+    start_weights = [p.detach().clone() for p in model.parameters()] if config.mu > 0 else None
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     n = len(data)
     steps_per_epoch = max(1, math.ceil(n / config.batch_size))

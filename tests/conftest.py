@@ -37,3 +37,62 @@ def s3_server() -> Iterator[S3Server]:
 def s3_bucket() -> str:
     """A fresh, valid bucket name for one test (the S3 backend creates it on first write)."""
     return f"t-{uuid.uuid4().hex[:20]}"
+
+
+@pytest.fixture(scope="session")
+def small_lexicon():
+    """The 400 most frequent English words: big enough to confuse, small enough to be quick."""
+    from fl_app.lexicon import load_lexicon
+
+    return load_lexicon("en", 400)
+
+
+@pytest.fixture(scope="session")
+def small_trained(small_lexicon):
+    """A small model trained briefly on synthetic users, with its untrained twin's weights.
+
+    Returns (spec, trained model, untrained model, held-out test swipes).
+    """
+    import copy
+
+    from fl_app.bundle import DecoderSpec
+    from fl_app.centralized import user_swipes
+    from fl_app.training import SwipeDataset, TrainConfig, train
+
+    spec = DecoderSpec(lexicon_size=400, conv_channels=48, hidden=48, gru_layers=1)
+    model = spec.build_model(seed=0, device=None)
+    untrained = copy.deepcopy(model).eval()
+    swipes = user_swipes(60, 25, seed=11, lexicon=small_lexicon)
+    data = SwipeDataset.from_swipes(swipes, spec.features)
+    train(model, data, TrainConfig(epochs=4, lr=3e-3, batch_size=32, seed=0))
+    test = user_swipes(20, 10, seed=999, lexicon=small_lexicon)
+    return spec, model, untrained, test
+
+
+@pytest.fixture(scope="session")
+def synth_cache(tmp_path_factory) -> str:
+    """An absolute cache directory for synthetic users' swipe stores, shared by a test session
+    (federation tests pass it as ``data.cache_dir=...`` so stores are generated once)."""
+    return str(tmp_path_factory.mktemp("synth-cache"))
+
+
+@pytest.fixture
+def sidecar_factory(tmp_path):
+    """Start sidecars (``python -m serve`` on a free loopback port, see tests/serve_helpers.py).
+
+    ``proc = sidecar_factory(token=..., reload_interval_s=...)`` gives a not yet started
+    ``SidecarProcess`` with its own device and checkpoint directories under ``tmp_path``; call
+    ``proc.start()``. Every sidecar it made is stopped at teardown.
+    """
+    from serve_helpers import SidecarProcess
+
+    procs = []
+
+    def make(**settings):
+        proc = SidecarProcess(tmp_path / f"sidecar-{len(procs)}", **settings)
+        procs.append(proc)
+        return proc
+
+    yield make
+    for proc in procs:
+        proc.stop()

@@ -1,0 +1,126 @@
+"""The ClientApp: train and evaluate the global model on this node's swipe store.
+
+Which store: a deployed SuperNode names it in its node config (``swipe-store=/abs/path.sqlite``,
+the file its sidecar writes); a simulated node has a ``partition-id`` and trains on the cached
+store of synthetic user ``data-seed + partition-id`` (generated on first use). Everything else
+(architecture, local epochs, learning rate, batch size, FedProx mu) comes from the server's
+ConfigRecord each round. Raw swipes never leave the node: replies carry weights and metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from flwr.app import Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from fl_app.bundle import load_arrays, model_arrays
+from fl_app.evaluation import evaluate_decoder
+from fl_app.federation import protocol as P
+from fl_app.federation.data import ensure_synthetic_store, spec_lexicon
+from fl_app.store import SwipeStore
+from fl_app.training import SwipeDataset, mean_loss, train
+
+log = logging.getLogger(__name__)
+
+
+class NotEnoughSwipes(RuntimeError):
+    """The node's store has too few usable swipes for a useful update."""
+
+
+def node_store_path(context: Context, task: P.RoundTask) -> Path:
+    """This node's swipe store (see the module docstring)."""
+    node = context.node_config
+    if P.NODE_STORE in node:
+        path = Path(str(node[P.NODE_STORE])).expanduser()
+        if not path.is_absolute():
+            raise ValueError(
+                f"node config {P.NODE_STORE}={str(path)!r} must be an absolute path "
+                "(relative paths resolve against the SuperNode's working directory)"
+            )
+        if not path.is_file():
+            raise FileNotFoundError(f"node config {P.NODE_STORE}: no swipe store at {path}")
+        return path
+    if P.NODE_PARTITION in node:
+        seed = task.data_seed + int(node[P.NODE_PARTITION])
+        return ensure_synthetic_store(
+            task.cache_dir, task.decoder, seed, task.swipes_per_user, task.regime
+        )
+    raise ValueError(
+        f"the node config names no swipe store: start the SuperNode with "
+        f"--node-config \"{P.NODE_STORE}='/abs/path/swipes.sqlite'\""
+    )
+
+
+def _set_threads(context: Context) -> None:
+    threads = context.node_config.get(P.NODE_THREADS)
+    if threads is None and P.NODE_PARTITION in context.node_config:
+        threads = 1  # simulated nodes share the machine's cores
+    if threads is not None and torch.get_num_threads() != int(threads):
+        torch.set_num_threads(int(threads))
+
+
+def _model(task: P.RoundTask, message: Message) -> torch.nn.Module:
+    model = task.decoder.build_model(seed=0, device=torch.device("cpu"))
+    load_arrays(model, P.from_record(message.content[P.ARRAYS]))
+    return model
+
+
+def train_on_store(message: Message, context: Context) -> Message:
+    """One round of local training; sets the store's training marker when it finishes."""
+    task = P.RoundTask.from_record(message.content[P.CONFIG])
+    _set_threads(context)
+    path = node_store_path(context, task)
+    with SwipeStore(path, heldout_fraction=task.heldout_fraction) as store:
+        rows = store.load(split="train")
+        data = SwipeDataset.from_swipes([r.swipe for r in rows], task.decoder.features)
+        if len(data) < task.min_swipes:
+            raise NotEnoughSwipes(
+                f"this node has {len(data)} usable training swipes, fewer than the minimum "
+                f"{task.min_swipes} (train.min_swipes); no update sent"
+            )
+        model = _model(task, message)
+        result = train(model, data, task.train)
+        store.mark_trained(up_to_id=max(r.id for r in rows))
+    metrics = MetricRecord(
+        {
+            P.NUM_EXAMPLES: len(data),
+            P.TRAIN_LOSS: float(result.loss),
+            P.TRAIN_SECONDS: float(result.seconds),
+        }
+    )
+    content = RecordDict({P.ARRAYS: P.to_record(model_arrays(model)), P.METRICS: metrics})
+    return Message(content, reply_to=message)
+
+
+def evaluate_on_store(message: Message, context: Context) -> Message:
+    """CTC loss and top-1 of the global model on this node's held-out swipes."""
+    task = P.RoundTask.from_record(message.content[P.CONFIG])
+    _set_threads(context)
+    path = node_store_path(context, task)
+    with SwipeStore(path, heldout_fraction=task.heldout_fraction) as store:
+        rows = store.load(split="heldout", limit=task.eval_max_swipes)
+    swipes = [r.swipe for r in rows]
+    data = SwipeDataset.from_swipes(swipes, task.decoder.features)
+    if len(data) == 0:
+        raise NotEnoughSwipes("this node has no held-out swipes to evaluate on")
+    model = _model(task, message)
+    decoder = task.decoder.build_decoder(model, spec_lexicon(task.decoder))
+    accuracy = evaluate_decoder(decoder, swipes)
+    metrics = MetricRecord(
+        {
+            P.NUM_EXAMPLES: len(data),
+            P.EVAL_LOSS: float(mean_loss(model, data)),
+            P.EVAL_TOP1: float(accuracy["top1"]),
+        }
+    )
+    return Message(RecordDict({P.METRICS: metrics}), reply_to=message)
+
+
+def make_client_app() -> ClientApp:
+    app = ClientApp()
+    app.train()(train_on_store)
+    app.evaluate()(evaluate_on_store)
+    return app

@@ -1,0 +1,397 @@
+"""The ServerApp: run the federation, evaluate, checkpoint and release every round.
+
+`run_federation` is the whole server side of a run; `flwr run .` (server_app.py) and
+`python -m fl_app.experiment` both call it. Per round, after Flower's train and federated
+evaluate steps, `RoundRecorder` (the strategy's `evaluate_fn`, also called for round 0):
+
+1. evaluates the global model centrally on held-out synthetic users (top-1, top-4, MRR, loss);
+2. writes a checkpoint through `ResilientCheckpointWriter` (tensors, FedAdam state, manifest);
+3. moves the release pointer if the round's top-1 is the best of the run so far (never a pinned
+   pointer; never for a round where fewer than `min_success_share` of the clients succeeded);
+4. appends a JSON line to metrics.jsonl and prints one progress line.
+
+At the end it flushes pending checkpoint writes, plots metrics.jsonl and prints a summary,
+including anything the store did not take.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from flwr.app import ArrayRecord, Context, MetricRecord
+from flwr.serverapp import Grid, ServerApp
+from omegaconf import DictConfig
+
+from fl_app.bundle import DecoderSpec, load_arrays, model_arrays
+from fl_app.checkpoints import (
+    CheckpointStore,
+    ResilientCheckpointWriter,
+    checkpoint_path,
+    store_from_config,
+)
+from fl_app.config import compose, decoder_spec, finalize, public_config
+from fl_app.evaluation import evaluate_decoder
+from fl_app.federation import protocol as P
+from fl_app.federation.data import heldout_swipes, spec_lexicon
+from fl_app.federation.metrics import (
+    METRICS_FILE,
+    PLOT_FILE,
+    append_line,
+    plot_metrics,
+    progress_line,
+    read_lines,
+)
+from fl_app.federation.resume import (
+    ResumePoint,
+    choose_run_id,
+    load_resume_point,
+)
+from fl_app.federation.strategies import (
+    STATE_FILE,
+    RoundLedger,
+    build_strategy,
+    restore_state,
+    save_state,
+)
+from fl_app.training import SwipeDataset, mean_loss
+
+log = logging.getLogger(__name__)
+
+RELEASE_METRIC = "top1"
+
+
+def make_store(cfg: DictConfig) -> CheckpointStore:
+    """The checkpoint store of `cfg.store` (S3 endpoint and credentials from the environment)."""
+    s = cfg.store
+    if s.kind == "s3":
+        return store_from_config(
+            "s3",
+            prefix=str(s.get("prefix") or ""),
+            connect_timeout=float(s.connect_timeout),
+            read_timeout=float(s.read_timeout),
+            max_attempts=int(s.max_attempts),
+            max_retry_s=float(s.max_retry_s),
+        )
+    return store_from_config("local", root=str(s.root), prefix=str(s.get("prefix") or ""))
+
+
+class CentralEvaluator:
+    """Top-1/top-4/MRR and CTC loss of a model on held-out synthetic users' swipes."""
+
+    def __init__(self, spec: DecoderSpec, cfg: DictConfig) -> None:
+        ev = cfg.evaluation
+        self.swipes = heldout_swipes(
+            spec,
+            seed=int(cfg.data.seed) + int(ev.seed_offset),
+            users=int(ev.users),
+            per_user=int(ev.swipes_per_user),
+            regime=str(cfg.data.regime),
+        )
+        self.data = SwipeDataset.from_swipes(self.swipes, spec.features)
+        self.model = spec.build_model(device=torch.device("cpu"))
+        self.decoder = spec.build_decoder(self.model, spec_lexicon(spec))
+
+    def __call__(self, arrays: dict[str, Any]) -> dict[str, float]:
+        load_arrays(self.model, arrays)
+        self.model.eval()
+        acc = evaluate_decoder(self.decoder, self.swipes)
+        return {
+            "top1": acc["top1"],
+            "top4": acc["top4"],
+            "mrr": acc["mrr"],
+            "loss": mean_loss(self.model, self.data),
+            "n": acc["n"],
+        }
+
+
+@dataclass
+class RunSummary:
+    """What a run did; `run_federation` returns it and prints it."""
+
+    run_id: str
+    store: str
+    outputs: Path
+    rounds: list[int] = field(default_factory=list)
+    released: list[int] = field(default_factory=list)
+    rejected: list[int] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)
+    not_stored: list[dict[str, Any]] = field(default_factory=list)
+    failed_writes: list[dict[str, Any]] = field(default_factory=list)
+    plot: Path | None = None
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.outputs / METRICS_FILE
+
+    def best_round(self, key: str = RELEASE_METRIC) -> int | None:
+        scored = [r for r in self.records if isinstance(r["central"].get(key), float)]
+        return max(scored, key=lambda r: r["central"][key])["round"] if scored else None
+
+
+class RoundRecorder:
+    """The strategy's `evaluate_fn`: evaluate, checkpoint, release, log (module docstring)."""
+
+    def __init__(
+        self,
+        cfg: DictConfig,
+        spec: DecoderSpec,
+        ledger: RoundLedger,
+        strategy: Any,
+        writer: ResilientCheckpointWriter,
+        evaluator: Callable[[dict[str, Any]], dict[str, float]],
+        summary: RunSummary,
+        resume: ResumePoint | None,
+        echo: Callable[[str], None],
+    ) -> None:
+        self.cfg, self.spec, self.ledger, self.strategy = cfg, spec, ledger, strategy
+        self.writer, self.evaluator, self.summary, self.resume = writer, evaluator, summary, resume
+        self.echo = echo
+        self.run_id = summary.run_id
+        self.config = public_config(cfg)
+        self.lexicon_id = spec_lexicon(spec).lexicon_id
+        self.num_rounds = ledger.offset + int(cfg.federation.num_rounds)
+        self.parent: str | None = resume.path if resume is not None else None
+        self.t_last = time.perf_counter()
+
+    def __call__(self, server_round: int, arrays: ArrayRecord) -> MetricRecord:
+        rnd = self.ledger.global_round(server_round)
+        tensors = P.from_record(arrays)
+        central = self.evaluator(tensors)
+        outcome = self.ledger.train.get(rnd) if server_round > 0 else None
+        federated = self.ledger.federated_eval.get(rnd, {}) if server_round > 0 else {}
+        accepted = outcome.accepted if outcome is not None else None
+        metrics: dict[str, Any] = {
+            **{k: central[k] for k in ("top1", "top4", "mrr")},
+            "central_loss": central["loss"],
+            "eval_swipes": central["n"],
+            "accepted": accepted,
+        }
+        if outcome is not None:
+            metrics.update(
+                clients_sampled=outcome.sampled,
+                clients_ok=outcome.ok,
+                clients_failed=outcome.failed,
+                train_loss=outcome.metrics.get(P.TRAIN_LOSS),
+            )
+        if federated:
+            metrics.update(
+                federated_loss=federated.get(P.EVAL_LOSS),
+                federated_top1=federated.get(P.EVAL_TOP1),
+            )
+
+        # 1. checkpoint (skipped for the resumed round itself when continuing in place)
+        path = checkpoint_path(self.run_id, rnd)
+        stored: bool | None = None
+        continuing_in_place = (
+            server_round == 0 and self.resume is not None and self.resume.run_id == self.run_id
+        )
+        if not continuing_in_place:
+            manifest = {
+                "decoder": self.spec.to_manifest(),
+                "lexicon_id": self.lexicon_id,
+                "strategy": str(self.cfg.strategy.name),
+                "config": self.config,
+                "metrics": metrics,
+                "parent": self.parent,
+            }
+            extra = {}
+            state = save_state(self.strategy)
+            if state is not None:
+                extra[STATE_FILE] = state
+            stored = self.writer.save(self.run_id, rnd, tensors, manifest, extra) is not None
+            self.parent = path
+
+        # 2. release: only trained rounds that met the success share
+        released: bool | None = False
+        note = ""
+        if server_round == 0:
+            note = "resumed model" if self.resume is not None else "initial model"
+        elif not accepted:
+            assert outcome is not None
+            note = (
+                f"NO RELEASE: {outcome.ok}/{outcome.sampled} clients succeeded "
+                f"(< {self.ledger.min_success_share:.0%}); model kept"
+            )
+            self.summary.rejected.append(rnd)
+            for reason in outcome.errors[:3]:
+                self.echo(f"  client error: {reason}")
+        else:
+            released = self.writer.auto_release(self.run_id, rnd, metrics, RELEASE_METRIC)
+            if released:
+                self.summary.released.append(rnd)
+            elif released is None:
+                note = "release check pending (store unavailable)"
+
+        now = time.perf_counter()
+        record = {
+            "run_id": self.run_id,
+            "round": rnd,
+            "seconds": now - self.t_last,
+            "clients": {
+                "sampled": outcome.sampled if outcome else 0,
+                "ok": outcome.ok if outcome else 0,
+                "failed": outcome.failed if outcome else 0,
+            },
+            "accepted": accepted,
+            "released": bool(released),
+            "central": central,
+            "federated": federated,
+            "train": dict(outcome.metrics) if outcome else {},
+            "checkpoint": path,
+            "stored": stored,
+            "note": note,
+        }
+        self.t_last = now
+        append_line(self.summary.metrics_path, record)
+        self.summary.rounds.append(rnd)
+        self.summary.records.append(record)
+        self.echo(progress_line(record, self.num_rounds))
+        return MetricRecord({k: float(central[k]) for k in ("top1", "top4", "mrr", "loss")})
+
+
+def _echo(line: str) -> None:
+    print(line, flush=True)
+    log.info(line)
+
+
+def run_federation(
+    grid: Grid,
+    cfg: DictConfig,
+    *,
+    outputs_dir: str | Path | None = None,
+    echo: Callable[[str], None] = _echo,
+) -> RunSummary:
+    """Run the federation described by `cfg` on `grid` (see the module docstring)."""
+    cfg = finalize(cfg)
+    random.seed(int(cfg.train.seed))  # Flower samples nodes with the `random` module
+    torch.manual_seed(int(cfg.train.seed))
+    spec = decoder_spec(cfg)
+    store = make_store(cfg)
+
+    resume = None
+    if cfg.resume.get("run_id"):
+        rnd = cfg.resume.get("round")
+        resume = load_resume_point(
+            store, str(cfg.resume.run_id), None if rnd is None else int(rnd), spec
+        )
+    run_id = choose_run_id(cfg, store, resume)
+    cfg.run_id = run_id
+    outputs = Path(outputs_dir) if outputs_dir is not None else Path(cfg.paths.outputs) / run_id
+    summary = RunSummary(run_id=run_id, store=store.describe(), outputs=outputs)
+
+    ledger = RoundLedger(
+        offset=resume.round if resume is not None else 0,
+        min_success_share=float(cfg.federation.min_success_share),
+    )
+    strategy = build_strategy(cfg, ledger)
+    if resume is not None and resume.strategy_state is not None:
+        if hasattr(strategy, "m_t"):
+            restore_state(strategy, resume.strategy_state)
+            echo(f"restored {cfg.strategy.name} server state from {resume.path}/{STATE_FILE}")
+        else:
+            echo(f"note: {resume.path} has server-side state that {cfg.strategy.name} does not use")
+    elif resume is not None and hasattr(strategy, "m_t"):
+        echo(
+            f"note: {resume.path} has no server state; {cfg.strategy.name} starts its moments at 0"
+        )
+
+    model = spec.build_model(seed=int(cfg.train.seed), device=torch.device("cpu"))
+    if resume is not None:
+        load_arrays(model, resume.arrays)
+    writer = ResilientCheckpointWriter(
+        store,
+        max_wait_s=float(cfg.checkpoints.max_wait_s),
+        spool_dir=cfg.checkpoints.get("spool_dir") or None,
+    )
+    start = f"from {resume.path}" if resume is not None else "from a fresh model"
+    echo(
+        f"run {run_id}: strategy {cfg.strategy.name}, {cfg.federation.num_rounds} round(s) "
+        f"{start}; checkpoints -> {store.describe()}; metrics -> {outputs}"
+    )
+    recorder = RoundRecorder(
+        cfg, spec, ledger, strategy, writer, CentralEvaluator(spec, cfg), summary, resume, echo
+    )
+    config = P.round_config(cfg)
+    strategy.start(
+        grid=grid,
+        initial_arrays=P.to_record(model_arrays(model)),
+        num_rounds=int(cfg.federation.num_rounds),
+        timeout=float(cfg.federation.round_timeout_s),
+        train_config=config,
+        evaluate_config=P.round_config(cfg),
+        evaluate_fn=recorder,
+    )
+    _finish(cfg, writer, summary, echo)
+    return summary
+
+
+def _finish(
+    cfg: DictConfig,
+    writer: ResilientCheckpointWriter,
+    summary: RunSummary,
+    echo: Callable[[str], None],
+) -> None:
+    flushed = writer.flush(float(cfg.checkpoints.flush_s))
+    summary.not_stored = writer.pending()
+    summary.failed_writes = writer.failed()
+    try:
+        summary.plot = plot_metrics(
+            read_lines(summary.metrics_path),
+            summary.outputs / PLOT_FILE,
+            title=f"run {summary.run_id} ({cfg.strategy.name})",
+        )
+    except Exception as exc:  # a plot is not worth failing a finished run for
+        log.exception("could not plot %s", summary.metrics_path)
+        echo(f"plot failed: {exc}")
+    best = summary.best_round()
+    echo(
+        f"run {summary.run_id} finished: rounds {summary.rounds[0]}..{summary.rounds[-1]}, "
+        f"best centralized top-1 at round {best}; released rounds {summary.released or 'none'}"
+        + (
+            f"; rounds without release (too few clients): {summary.rejected}"
+            if summary.rejected
+            else ""
+        )
+    )
+    echo(f"checkpoints: {summary.store} (runs/{summary.run_id}/)")
+    echo(f"metrics: {summary.metrics_path}")
+    if summary.plot is not None:
+        echo(f"plot: {summary.plot}")
+    if not flushed or summary.failed_writes:
+        echo("NOT STORED:\n" + writer.report())
+
+
+def make_server_app(
+    cfg: DictConfig | None = None,
+    *,
+    conf_dir: str | Path | None = None,
+    outputs_dir: str | Path | None = None,
+    on_summary: Callable[[RunSummary], None] | None = None,
+    echo: Callable[[str], None] = _echo,
+) -> ServerApp:
+    """The ServerApp. Without `cfg` it composes conf/ with the run config's `overrides`."""
+    app = ServerApp()
+
+    @app.main()
+    def main(grid: Grid, context: Context) -> None:
+        run_cfg = cfg
+        if run_cfg is None:
+            overrides = str(context.run_config.get("overrides", "") or "")
+            run_cfg = compose(overrides, config_dir=conf_dir)
+        try:
+            summary = run_federation(grid, run_cfg, outputs_dir=outputs_dir, echo=echo)
+        except Exception as exc:
+            print(f"federation failed: {exc}", file=sys.stderr, flush=True)
+            raise
+        if on_summary is not None:
+            on_summary(summary)
+
+    return app

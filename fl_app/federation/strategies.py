@@ -1,0 +1,191 @@
+"""Flower's FedAvg, FedProx and FedAdam, each with one narrow addition (`RoundBookkeeping`):
+
+- round numbers continue after a resume: Flower's `start()` counts from 1, so every call into
+  the strategy adds the run's round offset (clients see the global round; FedAdam's bias
+  correction uses it);
+- training rounds count the sampled clients that succeeded and failed; when fewer than
+  `min_success_share` of them succeeded, the round keeps the previous model (no aggregation, so
+  no release either) and is reported;
+- federated evaluation results are kept for the round's metrics line.
+
+FedAdam's server-side state (first and second moments) is saved beside each checkpoint's tensors
+(`strategy_state.safetensors`) and restored on resume.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import FedAdam, FedAvg, FedProx
+from omegaconf import DictConfig
+from safetensors.numpy import load as st_load
+from safetensors.numpy import save as st_save
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "strategy_state.safetensors"
+
+
+@dataclass
+class TrainOutcome:
+    """How one training round went, as the strategy saw it."""
+
+    round: int  # global round number
+    sampled: int = 0
+    ok: int = 0
+    failed: int = 0
+    accepted: bool = False
+    errors: list[str] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def share_ok(self) -> float:
+        return self.ok / self.sampled if self.sampled else 0.0
+
+
+@dataclass
+class RoundLedger:
+    """State shared by the strategy and the per-round evaluation callback of one run."""
+
+    offset: int = 0  # global round = Flower's round + offset
+    min_success_share: float = 0.5
+    train: dict[int, TrainOutcome] = field(default_factory=dict)
+    federated_eval: dict[int, dict[str, float]] = field(default_factory=dict)
+    eval_counts: dict[int, tuple[int, int]] = field(default_factory=dict)
+
+    def global_round(self, flower_round: int) -> int:
+        return int(flower_round) + self.offset
+
+
+def _metrics(record: MetricRecord | None) -> dict[str, float]:
+    if record is None:
+        return {}
+    return {k: float(v) for k, v in record.items() if isinstance(v, int | float)}
+
+
+class RoundBookkeeping:
+    """Mixin placed before a Flower strategy class; see the module docstring."""
+
+    ledger: RoundLedger
+
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        rnd = self.ledger.global_round(server_round)
+        messages = list(super().configure_train(rnd, arrays, config, grid))  # type: ignore[misc]
+        self.ledger.train[rnd] = TrainOutcome(round=rnd, sampled=len(messages))
+        return messages
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        rnd = self.ledger.global_round(server_round)
+        replies = list(replies)
+        outcome = self.ledger.train.setdefault(rnd, TrainOutcome(round=rnd))
+        outcome.sampled = max(outcome.sampled, len(replies))
+        outcome.ok = sum(not m.has_error() for m in replies)
+        outcome.failed = outcome.sampled - outcome.ok
+        outcome.errors = [m.error.reason for m in replies if m.has_error()]
+        if outcome.ok == 0 or outcome.share_ok < self.ledger.min_success_share:
+            log.warning(
+                "round %d: %d of %d sampled clients succeeded (< %.0f%%): model kept, no release",
+                rnd,
+                outcome.ok,
+                outcome.sampled,
+                100 * self.ledger.min_success_share,
+            )
+            outcome.accepted = False
+            return None, None
+        arrays, metrics = super().aggregate_train(rnd, replies)  # type: ignore[misc]
+        outcome.accepted = arrays is not None
+        outcome.metrics = _metrics(metrics)
+        return arrays, metrics
+
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        rnd = self.ledger.global_round(server_round)
+        return super().configure_evaluate(rnd, arrays, config, grid)  # type: ignore[misc]
+
+    def aggregate_evaluate(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> MetricRecord | None:
+        rnd = self.ledger.global_round(server_round)
+        replies = list(replies)
+        ok = sum(not m.has_error() for m in replies)
+        self.ledger.eval_counts[rnd] = (ok, len(replies) - ok)
+        metrics = super().aggregate_evaluate(rnd, replies)  # type: ignore[misc]
+        self.ledger.federated_eval[rnd] = _metrics(metrics)
+        return metrics
+
+
+class SwipeFedAvg(RoundBookkeeping, FedAvg):
+    pass
+
+
+class SwipeFedProx(RoundBookkeeping, FedProx):
+    pass
+
+
+class SwipeFedAdam(RoundBookkeeping, FedAdam):
+    pass
+
+
+def build_strategy(cfg: DictConfig, ledger: RoundLedger) -> FedAvg:
+    """The strategy named by `cfg.strategy.name`, wired to `ledger`."""
+    fed = cfg.federation
+    common: dict[str, Any] = {
+        "fraction_train": float(fed.fraction_train),
+        "fraction_evaluate": float(fed.fraction_evaluate),
+        "min_train_nodes": int(fed.min_train_nodes),
+        "min_evaluate_nodes": int(fed.min_evaluate_nodes),
+        "min_available_nodes": int(fed.min_available_nodes),
+    }
+    name = cfg.strategy.name
+    strategy: FedAvg
+    if name == "fedavg":
+        strategy = SwipeFedAvg(**common)
+    elif name == "fedprox":
+        strategy = SwipeFedProx(**common, proximal_mu=float(cfg.strategy.mu))
+    elif name == "fedadam":
+        s = cfg.strategy
+        strategy = SwipeFedAdam(
+            **common,
+            eta=float(s.eta),
+            eta_l=float(s.eta_l),
+            beta_1=float(s.beta_1),
+            beta_2=float(s.beta_2),
+            tau=float(s.tau),
+        )
+    else:  # validate() refuses other names first
+        raise ValueError(f"unknown strategy {name!r}")
+    strategy.ledger = ledger  # type: ignore[attr-defined]
+    return strategy
+
+
+def save_state(strategy: FedAvg) -> bytes | None:
+    """Server-side optimizer state to store beside the tensors (None: the strategy has none)."""
+    m_t = getattr(strategy, "m_t", None)
+    v_t = getattr(strategy, "v_t", None)
+    if not m_t and not v_t:
+        return None
+    arrays = {f"m/{k}": np.asarray(v) for k, v in (m_t or {}).items()}
+    arrays.update({f"v/{k}": np.asarray(v) for k, v in (v_t or {}).items()})
+    return st_save({k: np.ascontiguousarray(v) for k, v in arrays.items()})
+
+
+def restore_state(strategy: FedAvg, data: bytes) -> None:
+    """Put saved moments back into a FedOpt-family strategy."""
+    if not hasattr(strategy, "m_t"):
+        raise ValueError(f"{type(strategy).__name__} has no server-side state to restore")
+    arrays = st_load(data)
+    m_t = {k[2:]: v for k, v in arrays.items() if k.startswith("m/")}
+    v_t = {k[2:]: v for k, v in arrays.items() if k.startswith("v/")}
+    strategy.m_t = m_t or None  # type: ignore[attr-defined]
+    strategy.v_t = v_t or None  # type: ignore[attr-defined]

@@ -1,0 +1,1 @@
+"""The swipe-fl sidecar: a FastAPI app a keyboard on the device talks to (docs/sidecar.md)."""

@@ -1,0 +1,110 @@
+"""The sidecar app: ``create_app(settings)``; ``serve.app:app`` for uvicorn.
+
+The lifespan builds the services (swipe store, model manager, decode thread, ingest writer,
+personalizer), serves the release cached on the device at once if there is one, and starts the
+reload watcher (first check at once, then every ``reload_interval_s``). The app answers before
+any release exists: predictions get 503 MODEL_NOT_LOADED until one loads. Shutdown stops the
+watcher, answers queued predictions, commits queued swipes, then closes the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import AsyncIterator
+
+import torch
+from anyio import to_thread
+from fastapi import FastAPI
+
+from .api.main import api_router
+from .core.config import Settings
+from .errors import install_error_handlers
+from .logging import setup_logging
+from .middleware import BodyLimitMiddleware, RequestMetricsMiddleware
+from .services import Services
+from .services.metrics import Metrics
+
+log = logging.getLogger("serve")
+
+API_VERSION = "1"
+
+
+async def _reload_loop(services: Services, interval: float) -> None:
+    while True:
+        try:
+            await to_thread.run_sync(services.manager.check)
+        except Exception as exc:  # the watcher must outlive any single failure
+            log.error("release check failed", extra={"error_type": type(exc).__name__})
+        await asyncio.sleep(interval)
+
+
+async def _retention_loop(services: Services, interval: float) -> None:
+    settings = services.settings
+    if settings.retention_max_rows is None and settings.retention_max_age_days is None:
+        return
+    while True:
+        try:
+            deleted = await to_thread.run_sync(services.store.enforce_retention)
+            if deleted:
+                log.info("retention deleted swipes", extra={"deleted": deleted})
+        except Exception as exc:
+            log.error("retention failed", extra={"error_type": type(exc).__name__})
+        await asyncio.sleep(interval)
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    setup_logging(settings.log_level)
+    torch.set_num_threads(settings.torch_threads)
+    sys.setswitchinterval(settings.switch_interval_ms / 1000.0)
+    services = await to_thread.run_sync(Services.build, settings, app.state.metrics)
+    services.start()
+    await to_thread.run_sync(services.manager.load_cached)
+    app.state.services = services
+    tasks = [
+        asyncio.create_task(_reload_loop(services, settings.reload_interval_s)),
+        asyncio.create_task(_retention_loop(services, settings.retention_check_s)),
+    ]
+    log.info(
+        "sidecar started",
+        extra={
+            "checkpoint_store": settings.checkpoint_store,
+            "auth": settings.token is not None,
+            "model_loaded": services.manager.current is not None,
+        },
+    )
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await to_thread.run_sync(services.close)
+        log.info("sidecar stopped", extra={"swipes_stored": services.ingest.stored})
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    app = FastAPI(
+        title="swipe-fl sidecar",
+        version=API_VERSION,
+        description="Predictions and labelled-swipe collection for a swipe keyboard, on the device.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = Metrics()
+    app.state.services = None
+    install_error_handlers(app)
+    app.include_router(api_router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestMetricsMiddleware, metrics=app.state.metrics, access_log=settings.access_log
+    )
+    return app
+
+
+app = create_app()

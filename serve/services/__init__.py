@@ -1,0 +1,101 @@
+"""The sidecar's services (no HTTP here): routes call them, the lifespan starts and stops them."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from fl_app.checkpoints import CheckpointStore, store_from_config
+from fl_app.store import SwipeStore
+
+from ..core.config import Settings
+from .ingest import Ingest
+from .metrics import Metrics
+from .model_manager import ModelManager
+from .parsing import SwipeParser
+from .personal_words import PersonalWords
+from .personalization import Personalizer, TrainOptions
+from .predictor import Predictor
+
+log = logging.getLogger("serve")
+
+
+@dataclass
+class Services:
+    settings: Settings
+    metrics: Metrics
+    store: SwipeStore
+    words: PersonalWords
+    manager: ModelManager
+    predictor: Predictor
+    ingest: Ingest
+    personalizer: Personalizer
+    parser: SwipeParser
+
+    @classmethod
+    def build(cls, settings: Settings, metrics: Metrics) -> Services:
+        settings.device_dir.mkdir(parents=True, exist_ok=True)
+        store = SwipeStore(
+            settings.swipe_store_path,
+            max_points=settings.max_points,
+            max_rows=settings.retention_max_rows,
+            max_age_days=settings.retention_max_age_days,
+            heldout_fraction=settings.heldout_fraction,
+        )
+        words = PersonalWords(settings.device_dir / "words.json", settings.max_personal_words)
+
+        def checkpoint_store() -> CheckpointStore:
+            return store_from_config(
+                settings.checkpoint_store,
+                root=settings.checkpoint_dir,
+                prefix=settings.checkpoint_prefix,
+                **(
+                    {
+                        "create_bucket": False,  # devices only read the bucket
+                        "connect_timeout": min(3.0, settings.s3_timeout_s),
+                        "read_timeout": settings.s3_timeout_s,
+                        "max_retry_s": settings.s3_timeout_s,
+                    }
+                    if settings.checkpoint_store == "s3"
+                    else {}
+                ),
+            )
+
+        manager = ModelManager(checkpoint_store, settings.device_dir, metrics, words.words_for)
+        predictor = Predictor(
+            manager,
+            metrics,
+            max_batch=settings.predict_max_batch,
+            queue_size=settings.predict_queue,
+            timeout_s=settings.predict_timeout_s,
+            workers=settings.predict_workers,
+        )
+        ingest = Ingest(store, metrics, max_group=settings.ingest_max_group)
+        personalizer = Personalizer(
+            store,
+            manager,
+            metrics,
+            TrainOptions(
+                epochs=settings.train_epochs,
+                lr=settings.train_lr,
+                batch_size=settings.train_batch_size,
+                accept_margin=settings.train_accept_margin,
+                min_swipes=settings.train_min_swipes,
+                max_swipes=settings.train_max_swipes,
+            ),
+        )
+        parser = SwipeParser(settings.max_points)
+        return cls(
+            settings, metrics, store, words, manager, predictor, ingest, personalizer, parser
+        )
+
+    def start(self) -> None:
+        self.predictor.start()
+        self.ingest.start()
+
+    def close(self) -> None:
+        """Stop training, answer queued predictions, commit queued swipes, close the store."""
+        self.personalizer.close()
+        self.predictor.close()
+        self.ingest.close()
+        self.store.close()

@@ -1,0 +1,507 @@
+"""The model being served, and how it changes: release reloads, personalized models, words.
+
+One ``ServedModel`` is published at a time in ``ModelManager.current``. It is never mutated
+after it is published: a reload, a personalized model or new personal words build a *new*
+``ServedModel`` off the request path (download, verify, build, test decode, warm), then swap
+the reference in one assignment. A prediction reads ``current`` once and decodes with that
+snapshot, so a swap never fails or mixes a request.
+
+Verification of a checkpoint before it is served:
+
+1. the checkpoint store's own check: the tensors file's sha256 equals the manifest's;
+2. the manifest's sha256 equals the release pointer's (the pointer names what it means);
+3. the manifest's ``tensors`` table (names, dtypes, shapes) matches the loaded tensors;
+4. the ``decoder`` section rebuilds a module whose state dict has exactly those names and
+   shapes (``fl_app.bundle.load_arrays``); every float tensor is finite;
+5. a test decode of a canned trace returns candidates with finite scores.
+
+Anything failing is *refused*: logged, counted, remembered (the same pointer is not retried by
+the watcher, only by a forced reload), and the current model keeps serving.
+
+Device-side files (under ``settings.device_dir``)::
+
+    release/model.safetensors, manifest.json   # cache of the served release (offline restarts)
+    personal/model.safetensors, manifest.json  # the personalized model, names its base release
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.numpy import load as st_load
+from safetensors.numpy import save as st_save
+
+from fl_app.bundle import DecoderSpec, load_arrays
+from fl_app.checkpoints import CheckpointError, CheckpointStore, StoreUnavailable
+from fl_app.checkpoints.errors import CheckpointAuthError, CheckpointCorrupt, CheckpointNotFound
+from fl_app.decoder import LearnedDecoder
+from fl_app.features import collapse_repeats
+from fl_app.keyboard import NAMED_LAYOUTS, Keyboard, named_keyboard
+from fl_app.lexicon import Lexicon
+
+from .metrics import Metrics
+
+log = logging.getLogger("serve.model")
+
+DEVICE_FORMAT_VERSION = 1
+MODEL_FILE = "model.safetensors"
+MANIFEST_FILE = "manifest.json"
+RECENT_KEYBOARDS = 4
+
+
+class CheckpointRefused(Exception):
+    """A checkpoint that must not be served; ``reason`` is a short stable tag."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A ready decoder and what it is. Immutable once published."""
+
+    decoder: LearnedDecoder
+    spec: DecoderSpec
+    release: dict[str, Any]  # the release pointer this model is (based on)
+    manifest: dict[str, Any]  # the release checkpoint's manifest
+    tensors: dict[str, np.ndarray]  # the release's tensors (personalization starts here)
+    personal: dict[str, Any] | None = None  # the personalized model's manifest, if serving one
+    loaded_at: float = field(default_factory=time.time)
+
+    @property
+    def language(self) -> str:
+        return self.spec.language
+
+    @property
+    def release_key(self) -> tuple[str, str]:
+        return (str(self.release["path"]), str(self.release["sha256"]))
+
+    @property
+    def version(self) -> dict[str, Any]:
+        out = {
+            "run_id": self.release["run_id"],
+            "round": self.release["round"],
+            "sha256": self.release["sha256"],
+            "personalized": self.personal is not None,
+        }
+        if self.personal is not None:
+            out["personal_sha256"] = self.personal["sha256"]
+        return out
+
+    @property
+    def header(self) -> str:
+        """The ``X-Model-Version`` value: ``<run>/<round>``, ``+personal`` when personalized."""
+        tag = f"{self.release['run_id']}/{self.release['round']}"
+        return tag + ("+personal" if self.personal is not None else "")
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        out = {"release": self.manifest.get("metrics") or {}}
+        if self.personal is not None:
+            out["personalized"] = self.personal.get("metrics") or {}
+        return out
+
+
+@dataclass
+class CheckResult:
+    """What a release check did: ``loaded``, ``unchanged``, ``refused``, ``no_release``,
+    ``unavailable``."""
+
+    result: str
+    message: str = ""
+    reason: str | None = None
+
+
+# -- canned traces for test decodes and warm-up ------------------------------------------------
+
+
+def canned_word(lexicon: Lexicon, keyboard: Keyboard) -> str:
+    for word in lexicon.words[:500]:
+        if len(collapse_repeats(word)) >= 3 and keyboard.can_type(word):
+            return word
+    letters = keyboard.alphabet
+    return letters[:3] if len(letters) >= 3 else letters * 2
+
+
+def canned_trace(keyboard: Keyboard, word: str) -> np.ndarray:
+    """A clean trace through the word's key centres, 16 ms a point."""
+    centres = keyboard.word_centres(collapse_repeats(word))
+    if len(centres) == 1:
+        centres = np.vstack([centres, centres + [keyboard.key_width * 0.3, 0.0]])
+    pieces = [
+        np.linspace(a, b, 8, endpoint=False) for a, b in zip(centres[:-1], centres[1:], strict=True)
+    ]
+    xy = np.vstack([*pieces, centres[-1:]])
+    t = np.arange(len(xy), dtype=np.float64) * 16.0
+    return np.column_stack([xy, t])
+
+
+def default_keyboard(language: str) -> Keyboard:
+    for name, layout in NAMED_LAYOUTS.items():
+        if layout["language"] == language:
+            return named_keyboard(name, 375.0, 217.0)
+    raise CheckpointRefused("unknown_language", f"no keyboard layout for language {language!r}")
+
+
+# -- building and verifying ------------------------------------------------------------------
+
+
+def _check_tensor_table(manifest: dict[str, Any], tensors: dict[str, np.ndarray]) -> None:
+    table = manifest.get("tensors")
+    if not isinstance(table, dict):
+        raise CheckpointRefused("mismatch", "manifest has no tensors table")
+    if set(table) != set(tensors):
+        raise CheckpointRefused("mismatch", "manifest tensors table names other tensors")
+    for name, info in table.items():
+        arr = tensors[name]
+        shape = list(info.get("shape", [])) if isinstance(info, dict) else None
+        dtype = info.get("dtype") if isinstance(info, dict) else None
+        if shape != list(arr.shape) or dtype != str(arr.dtype):
+            raise CheckpointRefused(
+                "mismatch",
+                f"tensor {name} is {arr.dtype}{list(arr.shape)}, manifest says {dtype}{shape}",
+            )
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            raise CheckpointRefused("non_finite", f"tensor {name} has non-finite values")
+
+
+def build_decoder(
+    manifest: dict[str, Any], tensors: dict[str, np.ndarray], words: dict[str, float] | None
+) -> tuple[DecoderSpec, LearnedDecoder]:
+    """Rebuild, load and test-decode; raises CheckpointRefused on any mismatch."""
+    _check_tensor_table(manifest, tensors)
+    section = manifest.get("decoder")
+    if not isinstance(section, dict):
+        raise CheckpointRefused("mismatch", "manifest has no decoder section")
+    try:
+        spec = DecoderSpec.from_manifest(section)
+        model = spec.build_model(device=torch.device("cpu"))
+        load_arrays(model, tensors)
+        lexicon = spec.lexicon()
+    except (KeyError, TypeError, ValueError, FileNotFoundError, RuntimeError) as exc:
+        raise CheckpointRefused("mismatch", f"decoder does not match the tensors: {exc}") from None
+    if words:
+        lexicon = lexicon.with_words(words)
+    decoder = spec.build_decoder(model.eval(), lexicon)
+    test_decode(decoder, default_keyboard(spec.language))
+    return spec, decoder
+
+
+def test_decode(decoder: LearnedDecoder, keyboard: Keyboard) -> None:
+    word = canned_word(decoder.lexicon, keyboard)
+    try:
+        out = decoder.decode(canned_trace(keyboard, word), keyboard, k=4)
+    except Exception as exc:  # any failure of a fresh decoder means: do not serve it
+        raise CheckpointRefused(
+            "test_decode", f"test decode failed: {type(exc).__name__}"
+        ) from None
+    if not out or not all(np.isfinite(score) for _, score in out):
+        raise CheckpointRefused("test_decode", "test decode gave no finite candidates")
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def write_device_checkpoint(
+    directory: Path, tensors: dict[str, np.ndarray], manifest: dict[str, Any]
+) -> dict[str, Any]:
+    """Tensors first, manifest last (a present manifest means a complete checkpoint)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    data = st_save({k: np.ascontiguousarray(v) for k, v in tensors.items()})
+    full = {
+        **manifest,
+        "format_version": DEVICE_FORMAT_VERSION,
+        "sha256": sha256_hex(data),
+        "tensors": {k: {"dtype": str(v.dtype), "shape": list(v.shape)} for k, v in tensors.items()},
+    }
+    (directory / MANIFEST_FILE).unlink(missing_ok=True)
+    _write_atomic(directory / MODEL_FILE, data)
+    _write_atomic(directory / MANIFEST_FILE, json.dumps(full, sort_keys=True).encode())
+    return full
+
+
+def read_device_checkpoint(directory: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
+    """(tensors, manifest) of a complete, sha256-verified device checkpoint, else None."""
+    try:
+        manifest = json.loads((directory / MANIFEST_FILE).read_text())
+        data = (directory / MODEL_FILE).read_bytes()
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict) or manifest.get("sha256") != sha256_hex(data):
+        log.warning("device checkpoint is corrupt; ignored", extra={"dir": directory.name})
+        return None
+    try:
+        return st_load(data), manifest
+    except Exception:
+        return None
+
+
+class ModelManager:
+    """Owns ``current``; every change goes through ``_swap`` under one lock."""
+
+    def __init__(
+        self,
+        store_factory: Callable[[], CheckpointStore],
+        device_dir: Path,
+        metrics: Metrics,
+        words: Callable[[str], dict[str, float]] = lambda language: {},
+    ) -> None:
+        self._store_factory = store_factory
+        self._store: CheckpointStore | None = None
+        self.device_dir = Path(device_dir)
+        self.metrics = metrics
+        self._words = words
+        self.current: ServedModel | None = None
+        self._lock = threading.RLock()  # serialises checks, personal installs and word updates
+        self._refused: tuple[str, str] | None = None
+        self._recent: OrderedDict[str, Keyboard] = OrderedDict()
+        self._recent_lock = threading.Lock()
+        self.last_reload_at: float | None = None
+        self.last_check_at: float | None = None
+        self.last_check: CheckResult | None = None
+        self.last_refused: dict[str, Any] | None = None
+        self.reloads = 0
+        self.refused = 0
+
+    def words(self, language: str) -> dict[str, float]:
+        return self._words(language)
+
+    @property
+    def release_dir(self) -> Path:
+        return self.device_dir / "release"
+
+    @property
+    def personal_dir(self) -> Path:
+        return self.device_dir / "personal"
+
+    # -- keyboards seen recently (warm-up targets) -----------------------------------------
+
+    def note_keyboard(self, keyboard: Keyboard) -> None:
+        key = keyboard.layout_key
+        if key in self._recent:
+            return
+        with self._recent_lock:
+            self._recent[key] = keyboard
+            while len(self._recent) > RECENT_KEYBOARDS:
+                self._recent.popitem(last=False)
+
+    def _warm(self, decoder: LearnedDecoder, language: str) -> None:
+        """Build templates for recently seen keyboards and run the model once per keyboard."""
+        with self._recent_lock:
+            keyboards = list(self._recent.values())
+        for keyboard in keyboards:
+            if keyboard.language != language:
+                continue
+            try:
+                word = canned_word(decoder.lexicon, keyboard)
+                decoder.decode(canned_trace(keyboard, word), keyboard, k=4)
+            except Exception:  # a keyboard the decoder cannot warm on is not fatal
+                log.warning("warm-up decode failed", extra={"keyboard": keyboard.layout_key})
+
+    # -- swapping --------------------------------------------------------------------------
+
+    def _swap(self, served: ServedModel) -> None:
+        self.current = served  # one reference assignment: readers see old or new
+        self.last_reload_at = time.time()
+        self.reloads += 1
+        self.metrics.reloads.inc()
+        self.metrics.set_model(served.version)
+        log.info("model swapped in", extra={"model_version": served.version})
+
+    def _refuse(self, key: tuple[str, str] | None, path: str, exc: Exception) -> CheckResult:
+        reason = getattr(exc, "reason", None) or getattr(exc, "code", None) or "corrupt"
+        self._refused = key
+        self.refused += 1
+        self.metrics.reloads_refused.labels(reason).inc()
+        self.last_refused = {"at": time.time(), "path": path, "reason": reason, "message": str(exc)}
+        log.warning(
+            "checkpoint refused; current model keeps serving",
+            extra={"path": path, "reason": reason, "detail": str(exc)},
+        )
+        return CheckResult("refused", str(exc), reason)
+
+    # -- the release -----------------------------------------------------------------------
+
+    def _checkpoint_store(self) -> CheckpointStore:
+        if self._store is None:
+            self._store = self._store_factory()
+        return self._store
+
+    def check(self, force: bool = False) -> CheckResult:
+        """Follow the release pointer; load, verify, warm and swap a new release."""
+        with self._lock:
+            self.last_check_at = time.time()
+            result = self._check(force)
+            self.last_check = result
+            return result
+
+    def _check(self, force: bool) -> CheckResult:
+        try:
+            store = self._checkpoint_store()
+            pointer = store.read_release()
+        except (StoreUnavailable, CheckpointAuthError, CheckpointError, OSError) as exc:
+            log.warning(
+                "release pointer unreadable",
+                extra={"error_type": type(exc).__name__, "detail": str(exc)},
+            )
+            return CheckResult("unavailable", str(exc))
+        if pointer is None:
+            return CheckResult("no_release", "no release has been published yet")
+        key = (str(pointer["path"]), str(pointer["sha256"]))
+        current = self.current
+        if current is not None and current.release_key == key:
+            return CheckResult("unchanged", "already serving the release")
+        if key == self._refused and not force:
+            return CheckResult("refused", "this release was refused before", "refused_before")
+        t0 = time.perf_counter()
+        try:
+            ckpt = store.load(pointer["run_id"], int(pointer["round"]))
+        except (StoreUnavailable, CheckpointAuthError) as exc:
+            return CheckResult("unavailable", str(exc))
+        except (CheckpointCorrupt, CheckpointNotFound, CheckpointError, ValueError) as exc:
+            return self._refuse(key, key[0], exc)
+        try:
+            if ckpt.manifest.get("sha256") != pointer["sha256"]:
+                raise CheckpointRefused(
+                    "pointer_mismatch", "the release pointer's sha256 differs from the manifest's"
+                )
+            served = self._build_release(pointer, ckpt.manifest, ckpt.tensors)
+        except CheckpointRefused as exc:
+            return self._refuse(key, key[0], exc)
+        self._swap(served)
+        self.metrics.reload_seconds.observe(time.perf_counter() - t0)
+        self._refused = None
+        self._after_release(served)
+        return CheckResult("loaded", f"serving {served.header}")
+
+    def _build_release(
+        self, pointer: dict[str, Any], manifest: dict[str, Any], tensors: dict[str, np.ndarray]
+    ) -> ServedModel:
+        language = (manifest.get("decoder") or {}).get("language", "en")
+        spec, decoder = build_decoder(manifest, tensors, self._words(language))
+        self._warm(decoder, spec.language)
+        served = ServedModel(decoder, spec, dict(pointer), manifest, tensors)
+        # A personalized model of this very release (e.g. after a restart) serves instead.
+        return self._with_personal(served) or served
+
+    def _after_release(self, served: ServedModel) -> None:
+        """Cache the release on the device; drop a personalized model of another release."""
+        try:
+            try:
+                cached = json.loads((self.release_dir / MANIFEST_FILE).read_text())
+            except (OSError, ValueError):
+                cached = {}
+            if not isinstance(cached, dict) or cached.get("release") != served.release:
+                write_device_checkpoint(
+                    self.release_dir,
+                    served.tensors,
+                    {
+                        "kind": "release-cache",
+                        "release": served.release,
+                        "manifest": served.manifest,
+                    },
+                )
+        except OSError as exc:
+            log.warning("cannot cache the release on the device", extra={"detail": str(exc)})
+        if served.personal is None and self.personal_dir.exists():
+            shutil.rmtree(self.personal_dir, ignore_errors=True)
+            log.info("personalized model of an older release removed")
+
+    def load_cached(self) -> bool:
+        """At startup: serve the release cached on the device (before the store answers)."""
+        with self._lock:
+            cached = read_device_checkpoint(self.release_dir)
+            if cached is None:
+                return False
+            tensors, meta = cached
+            pointer, manifest = meta.get("release"), meta.get("manifest")
+            if not isinstance(pointer, dict) or not isinstance(manifest, dict):
+                return False
+            try:
+                served = self._build_release(pointer, manifest, tensors)
+            except CheckpointRefused as exc:
+                log.warning("cached release refused", extra={"reason": exc.reason})
+                return False
+            self._swap(served)
+            return True
+
+    # -- personalized models ----------------------------------------------------------------
+
+    def _with_personal(self, base: ServedModel) -> ServedModel | None:
+        found = read_device_checkpoint(self.personal_dir)
+        if found is None:
+            return None
+        tensors, manifest = found
+        if (manifest.get("base") or {}).get("sha256") != base.release["sha256"]:
+            return None
+        try:
+            _, decoder = build_decoder(
+                {**manifest, "decoder": base.manifest.get("decoder")},
+                tensors,
+                self._words(base.language),
+            )
+        except CheckpointRefused as exc:
+            log.warning("personalized model refused", extra={"reason": exc.reason})
+            return None
+        self._warm(decoder, base.language)
+        return replace(base, decoder=decoder, personal=manifest, loaded_at=time.time())
+
+    def install_personal(
+        self, base_sha256: str, tensors: dict[str, np.ndarray], meta: dict[str, Any]
+    ) -> bool:
+        """Keep and serve a personalized model, unless its base is no longer the release."""
+        with self._lock:
+            current = self.current
+            if current is None or current.release["sha256"] != base_sha256:
+                return False
+            base = {k: current.release[k] for k in ("run_id", "round", "path", "sha256")}
+            write_device_checkpoint(
+                self.personal_dir, tensors, {**meta, "kind": "personalized", "base": base}
+            )
+            served = self._with_personal(replace(current, personal=None))
+            if served is None:
+                shutil.rmtree(self.personal_dir, ignore_errors=True)
+                return False
+            self._swap(served)
+            return True
+
+    # -- personal words --------------------------------------------------------------------
+
+    def add_words(self, language: str, words: dict[str, float]) -> bool:
+        """Serve a decoder whose lexicon has ``words`` too (same model: no retraining)."""
+        with self._lock:
+            current = self.current
+            if current is None or current.language != language or not words:
+                return False
+            old = current.decoder
+            decoder = LearnedDecoder(
+                old.model, old.spec, old.lexicon.with_words(words), old.template.params, old.fusion
+            )
+            self._warm(decoder, language)
+            self.current = replace(current, decoder=decoder)
+            return True

@@ -1,0 +1,254 @@
+"""On-device personalization: fine-tune the release on this device's swipes, keep it if better.
+
+A job (one at a time) runs in its own thread:
+
+1. reads the device's labelled swipes from the swipe store: the ``train`` split to fine-tune
+   on, the ``heldout`` split (the store's fixed per-row split) to judge on;
+2. scores the *release* on the held-out slice (``fl_app.evaluation.evaluate_decoder``);
+3. fine-tunes a copy of the release with ``fl_app.training.train`` (the same loop the
+   ClientApp runs), reporting progress;
+4. scores the fine-tuned model on the same slice and swaps it in only if its Swipe MRR beats
+   the release's by more than ``train_accept_margin`` (ties keep the release);
+5. the accepted model is written to ``<device_dir>/personal`` with a manifest naming its base
+   release (sha256), so it survives a restart while that release is current; a new release
+   replaces it.
+
+Raw swipes are read locally and never leave the device; the job does not move the store's
+federated-training marker.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from fl_app.bundle import load_arrays, model_arrays
+from fl_app.evaluation import evaluate_decoder
+from fl_app.store import SwipeStore
+from fl_app.training import Progress, SwipeDataset, TrainConfig, mean_loss, train
+
+from ..errors import ApiError, model_not_loaded
+from .metrics import Metrics
+from .model_manager import ModelManager, ServedModel
+
+log = logging.getLogger("serve.personalize")
+
+MAX_JOBS_KEPT = 16
+
+
+@dataclass
+class Job:
+    id: str
+    state: str = "queued"  # queued | running | succeeded | failed | cancelled
+    phase: str = "queued"  # loading | evaluating_release | training | evaluating | saving | done
+    created_at: float = field(default_factory=time.time)
+    started_at: float | None = None
+    finished_at: float | None = None
+    step: int = 0
+    total_steps: int = 0
+    loss: float | None = None
+    base: dict[str, Any] | None = None
+    result: dict[str, Any] | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["progress"] = self.step / self.total_steps if self.total_steps else 0.0
+        return out
+
+
+@dataclass
+class TrainOptions:
+    epochs: float
+    lr: float
+    batch_size: int
+    accept_margin: float
+    min_swipes: int
+    max_swipes: int
+
+
+class Personalizer:
+    def __init__(
+        self, store: SwipeStore, manager: ModelManager, metrics: Metrics, options: TrainOptions
+    ) -> None:
+        self.store = store
+        self.manager = manager
+        self.metrics = metrics
+        self.options = options
+        self._lock = threading.Lock()
+        self._jobs: dict[str, Job] = {}
+        self._running: Job | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    # -- API -------------------------------------------------------------------------------
+
+    def start(self, epochs: float | None = None, lr: float | None = None) -> Job:
+        with self._lock:
+            if self._running is not None:
+                raise ApiError(
+                    "TRAINING_IN_PROGRESS",
+                    "a personalization job is running",
+                    job_id=self._running.id,
+                )
+            served = self.manager.current
+            if served is None:
+                raise model_not_loaded()
+            n = self.store.count()
+            if n < self.options.min_swipes:
+                raise ApiError(
+                    "NOT_ENOUGH_SWIPES",
+                    f"personalization needs at least {self.options.min_swipes} stored swipes, "
+                    f"the store has {n}",
+                )
+            job = Job(id=uuid.uuid4().hex[:16], base=dict(served.version))
+            self._jobs[job.id] = job
+            while len(self._jobs) > MAX_JOBS_KEPT:
+                self._jobs.pop(next(iter(self._jobs)))
+            self._running = job
+            opts = TrainOptions(**{**asdict(self.options)})
+            if epochs is not None:
+                opts.epochs = epochs
+            if lr is not None:
+                opts.lr = lr
+            self._thread = threading.Thread(
+                target=self._run, args=(job, served, opts), name="swipefl-train", daemon=True
+            )
+            self._thread.start()
+            return job
+
+    def get(self, job_id: str) -> Job | None:
+        return self._jobs.get(job_id)
+
+    def latest(self) -> Job | None:
+        return next(reversed(self._jobs.values()), None) if self._jobs else None
+
+    def close(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+
+    # -- the job ---------------------------------------------------------------------------
+
+    def _run(self, job: Job, served: ServedModel, opts: TrainOptions) -> None:
+        job.state, job.started_at = "running", time.time()
+        log.info("personalization started", extra={"job_id": job.id})
+        try:
+            job.result = self._personalize(job, served, opts)
+            job.state = "cancelled" if job.result.get("cancelled") else "succeeded"
+            self.metrics.train_jobs.labels(job.result["outcome"]).inc()
+        except ApiError as exc:
+            job.state, job.error = "failed", exc.message
+            self.metrics.train_jobs.labels("failed").inc()
+        except Exception as exc:
+            job.state, job.error = "failed", f"internal error ({type(exc).__name__})"
+            self.metrics.train_jobs.labels("failed").inc()
+            log.error(
+                "personalization failed", extra={"job_id": job.id, "error_type": type(exc).__name__}
+            )
+        finally:
+            job.phase, job.finished_at = "done", time.time()
+            with self._lock:
+                self._running = None
+            log.info(
+                "personalization finished",
+                extra={
+                    "job_id": job.id,
+                    "state": job.state,
+                    "outcome": (job.result or {}).get("outcome"),
+                },
+            )
+
+    def _personalize(self, job: Job, served: ServedModel, opts: TrainOptions) -> dict[str, Any]:
+        spec = served.spec
+        job.phase = "loading"
+
+        def usable(rows: list) -> list:
+            out = []
+            for row in rows:
+                s = row.swipe
+                if s.keyboard.language == spec.language and s.keyboard.can_type(s.word or ""):
+                    out.append(s)
+            return out
+
+        heldout = usable(self.store.load(split="heldout", limit=opts.max_swipes))
+        train_set = usable(self.store.load(split="train", limit=opts.max_swipes))
+        if len(heldout) < 2 or len(train_set) < 2:
+            raise ApiError(
+                "NOT_ENOUGH_SWIPES",
+                f"need at least 2 held-out and 2 training swipes, have {len(heldout)} and "
+                f"{len(train_set)}",
+            )
+        words = self.manager.words(spec.language)
+        lexicon = spec.lexicon().with_words(words) if words else spec.lexicon()
+
+        job.phase = "evaluating_release"
+        base_model = spec.build_model(device=torch.device("cpu"))
+        load_arrays(base_model, served.tensors)
+        base_metrics = evaluate_decoder(spec.build_decoder(base_model.eval(), lexicon), heldout)
+        held_data = SwipeDataset.from_swipes(heldout, spec.features)
+        base_metrics["loss"] = mean_loss(base_model, held_data)
+
+        job.phase = "training"
+        model = spec.build_model(device=torch.device("cpu"))
+        load_arrays(model, served.tensors)
+        data = SwipeDataset.from_swipes(train_set, spec.features)
+
+        def progress(p: Progress) -> None:
+            job.step, job.total_steps, job.loss = p.step, p.total_steps, p.loss
+
+        config = TrainConfig(epochs=opts.epochs, lr=opts.lr, batch_size=opts.batch_size)
+        outcome = train(model, data, config, progress=progress, should_stop=self._stop.is_set)
+        if outcome.cancelled:
+            return {"outcome": "cancelled", "cancelled": True, "accepted": False}
+
+        job.phase = "evaluating"
+        model.eval()
+        cand_metrics = evaluate_decoder(spec.build_decoder(model, lexicon), heldout)
+        cand_metrics["loss"] = mean_loss(model, held_data)
+        gain = cand_metrics["mrr"] - base_metrics["mrr"]
+        accepted = gain > opts.accept_margin
+        result: dict[str, Any] = {
+            "accepted": accepted,
+            "outcome": "accepted" if accepted else "rejected",
+            "release_metrics": base_metrics,
+            "personalized_metrics": cand_metrics,
+            "mrr_gain": gain,
+            "accept_margin": opts.accept_margin,
+            "n_train": len(train_set),
+            "n_heldout": len(heldout),
+            "steps": outcome.steps,
+            "train_loss": outcome.loss,
+            "train_seconds": outcome.seconds,
+        }
+        if not accepted:
+            return result
+
+        job.phase = "saving"
+        meta = {
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "metrics": {"heldout": cand_metrics, "release_heldout": base_metrics},
+            "train": {
+                **config.to_dict(),
+                "n_train": len(train_set),
+                "n_heldout": len(heldout),
+                "steps": outcome.steps,
+            },
+        }
+        installed = self.manager.install_personal(
+            served.release["sha256"], model_arrays(model), meta
+        )
+        if not installed:
+            result.update(
+                accepted=False,
+                outcome="stale",
+                message="the release changed while training; result discarded",
+            )
+        return result

@@ -1,0 +1,81 @@
+"""Lexicon decoding: sorted top-k from the lexicon only; new words decodable without retraining."""
+
+import numpy as np
+import pytest
+
+from fl_app.decoder import FusionWeights, LearnedDecoder
+from fl_app.evaluation import evaluate_decoder
+from fl_app.keyboard import named_keyboard
+from fl_app.synth import generate_trace, make_user, tidy_style
+from fl_app.template import TemplateDecoder
+
+
+def clean_trace(word, keyboard, ms_per_key=150.0, step_ms=15.0):
+    """A tidy trace through the word's key centres (enough for decoding checks)."""
+    centres = keyboard.word_centres(word)
+    t_keys = np.arange(len(centres)) * ms_per_key
+    t = np.arange(0.0, t_keys[-1] + step_ms, step_ms)
+    xy = np.stack([np.interp(t, t_keys, centres[:, 0]), np.interp(t, t_keys, centres[:, 1])], 1)
+    return np.concatenate([xy, t[:, None]], axis=1)
+
+
+@pytest.fixture(scope="module")
+def decoder(small_trained, small_lexicon):
+    spec, model, _, _ = small_trained
+    return LearnedDecoder(model, spec.features, small_lexicon)
+
+
+@pytest.mark.parametrize("k", [1, 4, 8])
+def test_output_sorted_and_from_lexicon(decoder, small_trained, k):
+    _, _, _, test = small_trained
+    for swipe in test[:20]:
+        out = decoder.decode(swipe.points, swipe.keyboard, k=k)
+        assert len(out) == k
+        scores = [s for _, s in out]
+        assert scores == sorted(scores, reverse=True)
+        assert all(word in decoder.lexicon for word, _ in out)
+        assert len({w for w, _ in out}) == k
+
+
+@pytest.mark.parametrize("word", ["garden", "brown", "hotel"])
+def test_added_word_becomes_decodable(small_trained, small_lexicon, word):
+    """Words outside the lexicon (and never trained on) decode once added: no retraining."""
+    spec, model, _, _ = small_trained
+    decoder = LearnedDecoder(model, spec.features, small_lexicon)
+    kb = named_keyboard("qwerty-en", 411, 240)
+    style = make_user(3, small_lexicon).style
+    traces = [generate_trace(word, kb, style, np.random.default_rng(i)) for i in range(3)]
+    assert word not in decoder.lexicon
+    assert all(word not in [w for w, _ in decoder.decode(p, kb, k=8)] for p in traces)
+    decoder.add_words({word: 1e-4})
+    top = [[w for w, _ in decoder.decode(p, kb, k=4)] for p in traces]
+    assert sum(t[0] == word for t in top) >= 2, top
+
+
+def test_decoder_uses_the_given_geometry(decoder, small_lexicon):
+    """The same gesture decodes the same on a small phone and a large tablet keyboard."""
+    style = tidy_style()
+    for kb in (named_keyboard("qwerty-en", 320, 220), named_keyboard("qwerty-en", 1400, 600)):
+        for word in ("people", "world"):
+            trace = generate_trace(word, kb, style, np.random.default_rng(1))
+            assert decoder.decode(trace, kb, k=1)[0][0] == word
+
+
+def test_short_training_beats_untrained_decoding(small_trained, small_lexicon):
+    spec, model, untrained, test = small_trained
+    ctc_only = FusionWeights(template=0.0, prior=0.0)
+    trained = evaluate_decoder(
+        LearnedDecoder(model, spec.features, small_lexicon, fusion=ctc_only), test
+    )
+    fresh = evaluate_decoder(
+        LearnedDecoder(untrained, spec.features, small_lexicon, fusion=ctc_only), test
+    )
+    assert trained["top1"] > fresh["top1"] + 0.4, (trained, fresh)
+
+
+def test_template_decoder_sorted_and_prefers_clean_word(small_lexicon):
+    dec = TemplateDecoder(small_lexicon)
+    kb = named_keyboard("qwerty-en", 375, 217)
+    out = dec.decode(clean_trace("world", kb), kb, k=8)
+    assert out[0][0] == "world"
+    assert [s for _, s in out] == sorted((s for _, s in out), reverse=True)

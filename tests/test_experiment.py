@@ -1,0 +1,101 @@
+"""conf/ composition (the one source of configuration) and the Hydra entry point."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fl_app.config import (
+    ConfigError,
+    compose,
+    conf_dir,
+    decoder_spec,
+    finalize,
+    public_config,
+    split_overrides,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_defaults_compose_to_a_valid_federation():
+    cfg = finalize(compose())
+    assert cfg.strategy.name == "fedavg" and cfg.store.kind == "local"
+    assert cfg.federation.min_success_share == 0.5
+    assert Path(cfg.store.root).is_absolute() and Path(cfg.paths.outputs).is_absolute()
+    assert Path(cfg.data.cache_dir).is_absolute()
+    assert conf_dir() == ROOT / "conf"
+
+
+def test_overrides_change_the_run(tmp_path):
+    cfg = finalize(
+        compose(f"strategy=fedprox strategy.mu=0.2 model.hidden=48 'paths.root={tmp_path}'")
+    )
+    assert cfg.strategy.name == "fedprox" and cfg.strategy.mu == 0.2
+    assert decoder_spec(cfg).hidden == 48
+    assert cfg.store.root == str(tmp_path / "outputs" / "checkpoints")
+    adam = compose(["strategy=fedadam", "experiment=smoke", "store=s3"])
+    assert adam.strategy.eta == 0.01 and adam.data.lexicon_size == 1000 and adam.store.kind == "s3"
+    assert split_overrides("a=1 'b=x y'") == ["a=1", "b=x y"]
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ("strategy=nope", "strategy"),
+        ("federation.min_success_share=1.5", "min_success_share"),
+        ("train.lr=0", "train.lr"),
+        ("resume.round=3", "resume.round: needs resume.run_id"),
+        ("run_id=../x", "run_id"),
+        ("no_such_key=1", "cannot compose"),
+    ],
+)
+def test_bad_config_is_refused_with_the_key(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        finalize(compose(overrides))
+
+
+def test_secrets_never_enter_the_config(monkeypatch):
+    monkeypatch.setenv("SWIPEFL_S3_SECRET_KEY", "super-secret-value-123")
+    monkeypatch.setenv("SWIPEFL_S3_ACCESS_KEY", "access-key-value-456")
+    cfg = finalize(compose("store=s3"))
+    text = json.dumps(public_config(cfg))
+    assert "super-secret-value-123" not in text and "access-key-value-456" not in text
+    # Even a secret-looking key someone adds by hand is dropped from what manifests get.
+    leaked = finalize(compose(["+store.secret_key=oops-oops", "+store.access_key=oops2"]))
+    assert public_config(leaked)["store"]["secret_key"] == "<redacted>"
+    assert "oops" not in json.dumps(public_config(leaked))
+
+
+@pytest.mark.slow
+def test_two_point_sweep_produces_two_runs(tmp_path, synth_cache):
+    sweep = tmp_path / "multirun"
+    cmd = [
+        sys.executable, "-m", "fl_app.experiment", "-m", "experiment=smoke",
+        "strategy=fedavg,fedprox", "simulation.num_supernodes=2", "federation.num_rounds=1",
+        "federation.fraction_evaluate=0", f"paths.root={tmp_path}", f"data.cache_dir={synth_cache}",
+        f"hydra.sweep.dir={sweep}",
+    ]  # fmt: skip
+    env = {**os.environ, "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0"}
+    out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
+    assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
+    assert [j.name for j in jobs] == ["0", "1"]
+    run_ids = []
+    for job in jobs:
+        lines = [json.loads(x) for x in (job / "metrics.jsonl").read_text().splitlines()]
+        assert [r["round"] for r in lines] == [0, 1]
+        assert (job / "plot.png").stat().st_size > 1000
+        run_ids.append(lines[0]["run_id"])
+    assert len(set(run_ids)) == 2
+    # Sweep runs checkpoint under their own prefix, never the main release pointer.
+    checkpoints = tmp_path / "outputs" / "checkpoints"
+    assert not (checkpoints / "releases").exists()
+    manifests = sorted(checkpoints.glob("sweeps/*/runs/*/round-0001/manifest.json"))
+    strategies = sorted(json.loads(m.read_text())["strategy"] for m in manifests)
+    assert strategies == ["fedavg", "fedprox"]

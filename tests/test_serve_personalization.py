@@ -1,0 +1,123 @@
+"""On-device personalization over real HTTP: job lifecycle, 409 while running, swap only when
+it beats the release on the held-out slice, kept across restarts, replaced by a new release."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from serve_helpers import (
+    KEYBOARD,
+    SidecarProcess,
+    publish,
+    synthetic_swipes,
+    trace_for,
+    wait_for,
+)
+
+PREDICT = {"points": trace_for("hello"), "keyboard": KEYBOARD}
+TOKEN = "personal-token-42"
+
+
+def finished(c, job_id):
+    job = c.get(f"/api/v1/train/{job_id}").json()
+    return job if job["state"] in ("succeeded", "failed", "cancelled") else None
+
+
+@pytest.fixture(scope="module")
+def device(tmp_path_factory):
+    """A sidecar whose acceptance margin is negative: any fine-tuned model is accepted."""
+    proc = SidecarProcess(
+        tmp_path_factory.mktemp("personal"),
+        token=TOKEN,
+        heldout_fraction=0.25,
+        train_epochs=1,
+        train_batch_size=16,
+        train_accept_margin=-10,
+    )
+    publish(proc.checkpoints(), "run-p", 1)
+    proc.start(wait_ready=True)
+    yield proc
+    proc.stop()
+
+
+def test_not_enough_swipes(device):
+    with device.client() as c:
+        body = c.post("/api/v1/train").json()
+        assert body["code"] == "NOT_ENOUGH_SWIPES"
+        assert c.post("/api/v1/train").status_code == 409
+
+
+def test_train_job_swaps_in_personalized_model(device):
+    with device.client() as c:
+        swipes = synthetic_swipes(64, seed=11)
+        assert c.post("/api/v1/swipes", json={"swipes": swipes[:32]}).status_code == 202
+        assert c.post("/api/v1/swipes", json={"swipes": swipes[32:]}).status_code == 202
+        release_sha = c.get("/api/v1/model").json()["version"]["sha256"]
+
+        resp = c.post("/api/v1/train", json={"epochs": 40})
+        assert resp.status_code == 202, resp.text
+        job = resp.json()
+        assert job["state"] in ("queued", "running") and job["base"]["run_id"] == "run-p"
+        busy = c.post("/api/v1/train")
+        assert busy.status_code == 409 and busy.json()["code"] == "TRAINING_IN_PROGRESS"
+        assert busy.json()["job_id"] == job["id"]
+        seen_progress = wait_for(
+            lambda: c.get(f"/api/v1/train/{job['id']}").json()["step"] > 0, 60, 0.05
+        )
+        assert seen_progress
+        done = wait_for(lambda: finished(c, job["id"]), 120, 0.2)
+        assert done["state"] == "succeeded", done
+        result = done["result"]
+        assert result["accepted"] is True and result["outcome"] == "accepted"
+        assert result["n_heldout"] >= 2 and result["n_train"] >= 2
+        assert done["progress"] == 1.0 and done["total_steps"] > 0
+        for key in ("top1", "top4", "mrr"):
+            assert key in result["release_metrics"] and key in result["personalized_metrics"]
+
+        resp = c.post("/api/v1/predict", json=PREDICT)
+        assert resp.headers["X-Model-Version"] == "run-p/1+personal"
+        version = resp.json()["model_version"]
+        assert version["personalized"] is True and version["sha256"] == release_sha
+        stats = c.get("/api/v1/stats").json()
+        assert stats["personalization"]["id"] == job["id"]
+        assert stats["model"]["metrics"]["personalized"]["heldout"]["n"] >= 2
+
+    manifest = json.loads((device.device_dir / "personal" / "manifest.json").read_text())
+    assert manifest["base"]["sha256"] == release_sha
+    assert (device.device_dir / "personal" / "model.safetensors").exists()
+
+
+def test_personalized_model_survives_restart(device):
+    device.stop()
+    device.start(wait_ready=True)
+    with device.client() as c:
+        resp = c.post("/api/v1/predict", json=PREDICT)
+        assert resp.headers["X-Model-Version"] == "run-p/1+personal"
+        # The store still names the same release: the watcher keeps the personalized model.
+        assert c.post("/api/v1/model/reload").json()["result"] == "unchanged"
+        assert c.get("/api/v1/model").json()["version"]["personalized"] is True
+
+
+def test_new_release_replaces_personalized_model(device):
+    publish(device.checkpoints(), "run-p", 2, seed=5)
+    with device.client() as c:
+        wait_for(lambda: c.get("/api/v1/model").json()["version"]["round"] == 2, 30)
+        resp = c.post("/api/v1/predict", json=PREDICT)
+        assert resp.headers["X-Model-Version"] == "run-p/2"
+        assert resp.json()["model_version"]["personalized"] is False
+    assert not (device.device_dir / "personal").exists()
+
+
+def test_rejected_when_not_better(device):
+    # Restart with an impossible margin: the fine-tuned model never beats the release.
+    device.stop()
+    device.settings["train_accept_margin"] = 10
+    device.start(wait_ready=True)
+    with device.client() as c:
+        job = c.post("/api/v1/train", json={"epochs": 1}).json()
+        done = wait_for(lambda: finished(c, job["id"]), 120, 0.2)
+        assert done["state"] == "succeeded"
+        assert done["result"]["accepted"] is False and done["result"]["outcome"] == "rejected"
+        assert c.get("/api/v1/model").json()["version"]["personalized"] is False
+    assert not (device.device_dir / "personal").exists()

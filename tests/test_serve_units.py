@@ -1,0 +1,185 @@
+"""In-process tests of the sidecar's services (the HTTP tests cover the endpoints)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+
+import numpy as np
+import pytest
+from serve_helpers import SMALL_SPEC, release_tensors, synthetic_swipes
+
+from fl_app.checkpoints import CheckpointStore, LocalDirBackend
+from fl_app.swipe import parse_swipe
+from serve.core.config import Settings
+from serve.errors import ApiError
+from serve.logging import JsonFormatter
+from serve.services.ingest import Ingest
+from serve.services.metrics import Metrics
+from serve.services.model_manager import CheckpointRefused, ModelManager, build_decoder
+from serve.services.parsing import SwipeParser
+
+
+def test_settings_defaults(monkeypatch):
+    for key in list(__import__("os").environ):
+        if key.startswith("SWIPEFL_"):
+            monkeypatch.delenv(key)
+    s = Settings()
+    assert s.host == "127.0.0.1"  # loopback unless told otherwise
+    assert s.token is None and s.checkpoint_store == "local"
+    monkeypatch.setenv("SWIPEFL_API_TOKEN", "abc-secret")
+    monkeypatch.setenv("SWIPEFL_RELOAD_INTERVAL_S", "2.5")
+    s = Settings()
+    assert s.token == "abc-secret" and "abc-secret" not in repr(s)
+    assert s.reload_interval_s == 2.5
+
+
+class FlakyStore:
+    """Fails any commit that contains a swipe with word 'boom', else records the commit."""
+
+    def __init__(self, fail_all: bool = False) -> None:
+        self.commits: list[int] = []
+        self.fail_all = fail_all
+        self.next_id = 0
+
+    def max_id(self) -> int:
+        return self.next_id
+
+    def append_many(self, swipes, idempotency_keys=None, source="device"):
+        if self.fail_all:
+            raise sqlite3.OperationalError("disk I/O error")
+        if any(s.word == "boom" for s in swipes):
+            raise sqlite3.IntegrityError("simulated")
+        self.commits.append(len(swipes))
+        ids = list(range(self.next_id + 1, self.next_id + 1 + len(swipes)))
+        self.next_id += len(swipes)
+        return ids
+
+
+def _swipes(words):
+    base = synthetic_swipes(1, seed=1)[0]
+    out = []
+    for w in words:
+        s = parse_swipe(base)
+        s.word = w
+        out.append(s)
+    return out
+
+
+def test_group_commit_isolates_a_failing_request():
+    store = FlakyStore()
+    ingest = Ingest(store, Metrics())
+
+    async def scenario():
+        # Queue all before the writer starts: they form one group.
+        futs = [
+            asyncio.ensure_future(ingest.submit(_swipes(["good"]), [None])),
+            asyncio.ensure_future(ingest.submit(_swipes(["boom"]), [None])),
+            asyncio.ensure_future(ingest.submit(_swipes(["fine", "ok"]), [None, None])),
+        ]
+        await asyncio.sleep(0.05)
+        ingest.start()
+        return await asyncio.gather(*futs, return_exceptions=True)
+
+    good, bad, fine = asyncio.run(scenario())
+    ingest.close()
+    assert good == [1] and fine == [2, 3]
+    assert isinstance(bad, ApiError) and bad.code == "STORE_UNAVAILABLE" and bad.status == 503
+    assert ingest.stored == 3
+
+
+def test_commit_failure_is_503_and_close_refuses_new_requests():
+    ingest = Ingest(FlakyStore(fail_all=True), Metrics())
+    ingest.start()
+
+    async def one():
+        return await ingest.submit(_swipes(["x"]), [None])
+
+    with pytest.raises(ApiError) as err:
+        asyncio.run(one())
+    assert err.value.code == "STORE_UNAVAILABLE"
+    ingest.close()
+    with pytest.raises(ApiError):
+        asyncio.run(one())
+
+
+def _manifest(tensors, spec=SMALL_SPEC):
+    return {
+        "decoder": spec.to_manifest(),
+        "tensors": {k: {"dtype": str(v.dtype), "shape": list(v.shape)} for k, v in tensors.items()},
+    }
+
+
+def test_build_decoder_checks():
+    tensors = release_tensors()
+    spec, decoder = build_decoder(_manifest(tensors), tensors, {"kwyjibo": 0.01})
+    assert "kwyjibo" in decoder.lexicon
+    extra = {**tensors, "extra.weight": np.zeros(3, dtype=np.float32)}
+    with pytest.raises(CheckpointRefused, match="names other tensors"):
+        build_decoder(_manifest(tensors), extra, None)
+    bad = dict(tensors)
+    name = next(iter(bad))
+    bad[name] = bad[name].copy()
+    bad[name].flat[0] = np.inf
+    with pytest.raises(CheckpointRefused) as err:
+        build_decoder(_manifest(bad), bad, None)
+    assert err.value.reason == "non_finite"
+    wrong = _manifest(tensors)
+    wrong["decoder"] = {**wrong["decoder"], "spec_version": 99}
+    with pytest.raises(CheckpointRefused) as err:
+        build_decoder(wrong, tensors, None)
+    assert err.value.reason == "mismatch"
+
+
+def test_manager_refuses_and_keeps_serving(tmp_path):
+    store = CheckpointStore(LocalDirBackend(tmp_path / "ckpt", fsync=False))
+    metrics = Metrics()
+    manager = ModelManager(lambda: store, tmp_path / "device", metrics)
+    assert manager.check().result == "no_release"
+    tensors = release_tensors()
+    store.save("r", 1, tensors, manifest={"decoder": SMALL_SPEC.to_manifest()})
+    store.promote("r", 1)
+    assert manager.check().result == "loaded"
+    first = manager.current
+    assert manager.check().result == "unchanged"
+    store.save("r", 2, tensors, manifest={"metrics": {}})  # no decoder section
+    store.promote("r", 2)
+    result = manager.check()
+    assert result.result == "refused" and result.reason == "mismatch"
+    assert manager.current is first
+    assert manager.check().reason == "refused_before"  # not retried by the watcher
+    assert manager.check(force=True).reason == "mismatch"
+    assert manager.refused == 2
+
+
+def test_parser_caches_keyboards_and_reports_codes():
+    parser = SwipeParser(max_points=400)
+    data = synthetic_swipes(2, seed=4)
+    a = parser.parse(data[0], require_word=True)
+    b = parser.parse(data[1], require_word=True)
+    assert a.keyboard is b.keyboard  # same spec, same Keyboard object
+    with pytest.raises(ApiError) as err:
+        parser.parse({**data[0], "points": data[0]["points"] * 30}, require_word=True, index=3)
+    assert err.value.extra["reason"] == "TOO_MANY_POINTS" and err.value.extra["index"] == 3
+    with pytest.raises(ApiError) as err:
+        parser.parse(
+            {**data[0], "keyboard": {"layout": "nope", "width": 1, "height": 1}}, require_word=False
+        )
+    assert err.value.extra["reason"] == "UNKNOWN_LAYOUT"
+
+
+def test_json_log_lines_carry_no_exception_message():
+    formatter = JsonFormatter()
+    try:
+        raise ValueError("secret word hunter2")
+    except ValueError:
+        record = logging.LogRecord("serve", logging.ERROR, __file__, 1, "failed", None, None)
+        import sys
+
+        record.exc_info = sys.exc_info()
+        record.job_id = "j1"
+    line = json.loads(formatter.format(record))
+    assert line["event"] == "failed" and line["job_id"] == "j1"
+    assert line["error_type"] == "ValueError" and "hunter2" not in json.dumps(line)

@@ -1,0 +1,71 @@
+"""The shared training loop: learns, resumes from given weights, FedProx, progress, cancel."""
+
+import copy
+
+import pytest
+import torch
+
+from fl_app.bundle import load_arrays, model_arrays
+from fl_app.centralized import user_swipes
+from fl_app.training import SwipeDataset, TrainConfig, mean_loss, train
+
+
+@pytest.fixture(scope="module")
+def data(small_trained, small_lexicon):
+    spec = small_trained[0]
+    return SwipeDataset.from_swipes(user_swipes(8, 8, seed=5, lexicon=small_lexicon), spec.features)
+
+
+def test_short_training_beats_untrained_loss(small_trained, small_lexicon):
+    spec, model, untrained, test = small_trained
+    test_data = SwipeDataset.from_swipes(test, spec.features)
+    assert mean_loss(model, test_data) < 0.5 * mean_loss(untrained, test_data)
+
+
+def test_seeded_and_starts_from_given_weights(small_trained, data):
+    spec, model, _, _ = small_trained
+    runs = []
+    for _ in range(2):
+        m = spec.build_model(seed=1)
+        load_arrays(m, model_arrays(model))
+        train(m, data, TrainConfig(epochs=1, batch_size=16, seed=3))
+        runs.append(model_arrays(m))
+    for k in runs[0]:
+        assert (runs[0][k] == runs[1][k]).all()
+    # Starting from the trained weights, one epoch keeps a low loss (it did not restart).
+    m = copy.deepcopy(model)
+    train(m, data, TrainConfig(epochs=1, batch_size=16, lr=1e-4))
+    assert mean_loss(m, data) < 0.6 * mean_loss(spec.build_model(seed=1), data)
+
+
+def test_proximal_term_keeps_weights_close(small_trained, data):
+    spec, model, _, _ = small_trained
+
+    def drift(mu):
+        m = copy.deepcopy(model)
+        train(m, data, TrainConfig(epochs=2, batch_size=16, lr=5e-3, mu=mu, seed=0))
+        return sum(((a - b) ** 2).sum() for a, b in zip(m.parameters(), model.parameters()))
+
+    assert drift(mu=10.0) < 0.5 * drift(mu=0.0)
+
+
+def test_progress_and_cancellation(small_trained, data):
+    spec = small_trained[0]
+    seen = []
+    m = spec.build_model(seed=0)
+    result = train(
+        m,
+        data,
+        TrainConfig(epochs=5, batch_size=8),
+        progress=seen.append,
+        should_stop=lambda: len(seen) >= 3,
+    )
+    assert result.cancelled and result.steps == 3
+    assert [p.step for p in seen] == [1, 2, 3] and seen[0].total_steps == 40
+
+
+def test_fractional_epochs(small_trained, data):
+    m = small_trained[0].build_model(seed=0)
+    result = train(m, data, TrainConfig(epochs=0.5, batch_size=8))
+    assert result.steps == 4 and result.examples == 32 and not result.cancelled
+    assert torch.isfinite(torch.tensor(result.loss))
