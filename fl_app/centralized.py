@@ -120,11 +120,12 @@ def train_central(
                 f"  step {p.step}/{p.total_steps} loss {p.loss:.3f} ({time.perf_counter() - t0:.0f} s)"
             )
 
-    deadline = None if cfg.time_budget_s is None else t0 + cfg.time_budget_s
+    train_cfg = replace(cfg.train, max_seconds=cfg.time_budget_s)
+    deadline = None if cfg.time_budget_s is None else t0 + 1.05 * cfg.time_budget_s + 30
     result = train(
         model,
         data,
-        cfg.train,
+        train_cfg,
         progress=report,
         should_stop=(lambda: time.perf_counter() > deadline) if deadline else None,
     )

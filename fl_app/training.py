@@ -18,6 +18,9 @@ from fl_app.model import SwipeModel
 from fl_app.swipe import Swipe
 
 
+BUDGET_PROBE_STEPS = 30  # under a time budget, the run's length is re-fitted this often
+
+
 @dataclass
 class TrainConfig:
     epochs: float = 1.0  # may be fractional: 0.5 = half a pass over the data
@@ -29,6 +32,7 @@ class TrainConfig:
     warmup_steps: int = 0
     cosine: bool = False  # decay the learning rate to 10% over the run
     seed: int = 0
+    max_seconds: float | None = None  # time budget: the schedule shrinks to fit it
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -106,13 +110,13 @@ def train(
     n = len(data)
     steps_per_epoch = max(1, math.ceil(n / config.batch_size))
     total = max(1, round(steps_per_epoch * config.epochs)) if n else 0
-    schedule = _lr_schedule(config, total)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+    plan = {"total": total}  # the schedule reads it: a time budget may shorten the run
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_schedule(config, plan))
     t0 = time.perf_counter()
     losses: list[float] = []
     step, examples, cancelled = 0, 0, False
     order = np.array([], dtype=np.int64)
-    while step < total:
+    while step < plan["total"]:
         if len(order) == 0:
             order = rng.permutation(n)
             losses = []
@@ -132,8 +136,11 @@ def train(
         step += 1
         examples += len(idx)
         losses.append(float(loss.detach()))
+        if config.max_seconds and step % BUDGET_PROBE_STEPS == 0:
+            per_step = (time.perf_counter() - t0) / step
+            plan["total"] = min(plan["total"], max(step, int(config.max_seconds / per_step)))
         if progress is not None:
-            progress(Progress(step, total, losses[-1]))
+            progress(Progress(step, plan["total"], losses[-1]))
     model.eval()
     return TrainResult(
         steps=step,
@@ -144,8 +151,9 @@ def train(
     )
 
 
-def _lr_schedule(config: TrainConfig, total: int) -> Callable[[int], float]:
+def _lr_schedule(config: TrainConfig, plan: dict[str, int]) -> Callable[[int], float]:
     def factor(step: int) -> float:
+        total = plan["total"]
         if config.warmup_steps and step < config.warmup_steps:
             return (step + 1) / config.warmup_steps
         if not config.cosine or total <= config.warmup_steps:

@@ -121,3 +121,39 @@ def test_rejected_when_not_better(device):
         assert done["result"]["accepted"] is False and done["result"]["outcome"] == "rejected"
         assert c.get("/api/v1/model").json()["version"]["personalized"] is False
     assert not (device.device_dir / "personal").exists()
+
+
+@pytest.mark.slow
+def test_personalization_beats_a_trained_release(sidecar_factory):
+    """No margin tricks: a briefly trained release, one user's swipes, default settings."""
+    import torch
+
+    from fl_app.bundle import DecoderSpec, model_arrays
+    from fl_app.lexicon import load_lexicon
+    from fl_app.synth import make_user
+    from fl_app.training import SwipeDataset, TrainConfig, train
+
+    torch.set_num_threads(1)
+    spec = DecoderSpec(conv_channels=64, hidden=64, gru_layers=1, lexicon_size=2000)
+    lexicon = load_lexicon("en", 2000)
+    pool = [s for seed in range(12) for s in make_user(seed, lexicon).swipes(30)]
+    model = spec.build_model(device=torch.device("cpu"))
+    train(
+        model,
+        SwipeDataset.from_swipes(pool, spec.features),
+        TrainConfig(epochs=5, lr=3e-3, batch_size=32),
+    )
+    proc = sidecar_factory(token=TOKEN, heldout_fraction=0.2)
+    publish(proc.checkpoints(), "run-t", 6, spec=spec, tensors=model_arrays(model))
+    proc.start(wait_ready=True)
+    user = [s.to_dict() for s in make_user(777, lexicon).swipes(180)]
+    with proc.client() as c:
+        for i in range(0, len(user), 60):
+            assert c.post("/api/v1/swipes", json={"swipes": user[i : i + 60]}).status_code == 202
+        job = c.post("/api/v1/train").json()
+        done = wait_for(lambda: finished(c, job["id"]), 240, 0.5)
+        result = done["result"]
+        assert done["state"] == "succeeded", done
+        assert result["personalized_metrics"]["mrr"] > result["release_metrics"]["mrr"]
+        assert result["accepted"] is True
+        assert c.get("/api/v1/model").json()["version"]["personalized"] is True

@@ -69,3 +69,14 @@ def test_fractional_epochs(small_trained, data):
     result = train(m, data, TrainConfig(epochs=0.5, batch_size=8))
     assert result.steps == 4 and result.examples == 32 and not result.cancelled
     assert torch.isfinite(torch.tensor(result.loss))
+
+
+def test_time_budget_shortens_the_schedule(small_trained, data):
+    m = small_trained[0].build_model(seed=0)
+    seen = []
+    result = train(
+        m, data, TrainConfig(epochs=500, batch_size=8, max_seconds=2.0), progress=seen.append
+    )
+    assert result.steps < 500 * 8 and not result.cancelled
+    assert seen[-1].total_steps == result.steps  # the plan was re-fitted and then completed
+    assert result.seconds < 10

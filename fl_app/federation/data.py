@@ -8,6 +8,7 @@ device's. Held-out users for centralized evaluation are never any node's user.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 from functools import lru_cache
@@ -18,8 +19,17 @@ from fl_app.lexicon import Lexicon, load_lexicon
 from fl_app.store import SwipeStore
 from fl_app.swipe import Swipe
 
-# Bump when fl_app.synth changes what a seed generates: cached stores are keyed by it.
+# Cached stores are keyed by this and by a hash of the generator's source, so a changed
+# generator never serves stale swipes (old files are left behind; delete the cache to reclaim).
 GENERATOR_VERSION = 1
+
+
+@lru_cache(maxsize=1)
+def generator_id() -> str:
+    import fl_app.synth
+
+    source = Path(fl_app.synth.__file__).read_bytes()
+    return f"g{GENERATOR_VERSION}-{hashlib.sha256(source).hexdigest()[:10]}"
 
 
 @lru_cache(maxsize=4)
@@ -35,7 +45,7 @@ def synthetic_store_path(
     cache_dir: str | os.PathLike[str], spec: DecoderSpec, seed: int, n: int, regime: str = "train"
 ) -> Path:
     lexicon_id = spec_lexicon(spec).lexicon_id
-    name = f"user-{lexicon_id}-{regime}-s{int(seed)}-n{int(n)}-g{GENERATOR_VERSION}.sqlite"
+    name = f"user-{lexicon_id}-{regime}-s{int(seed)}-n{int(n)}-{generator_id()}.sqlite"
     return Path(cache_dir) / name
 
 

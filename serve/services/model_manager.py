@@ -52,6 +52,7 @@ from fl_app.decoder import LearnedDecoder
 from fl_app.features import collapse_repeats
 from fl_app.keyboard import NAMED_LAYOUTS, Keyboard, named_keyboard
 from fl_app.lexicon import Lexicon
+from fl_app.template import TemplateDecoder
 
 from .metrics import Metrics
 
@@ -180,10 +181,26 @@ def _check_tensor_table(manifest: dict[str, Any], tensors: dict[str, np.ndarray]
             raise CheckpointRefused("non_finite", f"tensor {name} has non-finite values")
 
 
+def same_templates(a: TemplateDecoder, b: TemplateDecoder) -> bool:
+    """Templates depend on the lexicon (words, priors) and the template params, not the model."""
+    return (
+        a.params == b.params
+        and a.lexicon.words == b.lexicon.words
+        and np.array_equal(a.lexicon.freqs, b.lexicon.freqs)
+    )
+
+
 def build_decoder(
-    manifest: dict[str, Any], tensors: dict[str, np.ndarray], words: dict[str, float] | None
+    manifest: dict[str, Any],
+    tensors: dict[str, np.ndarray],
+    words: dict[str, float] | None,
+    reuse: LearnedDecoder | None = None,
 ) -> tuple[DecoderSpec, LearnedDecoder]:
-    """Rebuild, load and test-decode; raises CheckpointRefused on any mismatch."""
+    """Rebuild, load and test-decode; raises CheckpointRefused on any mismatch.
+
+    ``reuse``: the decoder being served; when its lexicon and template params are the same,
+    its template cache (per keyboard, the costly part of a warm-up) is shared, not rebuilt.
+    """
     _check_tensor_table(manifest, tensors)
     section = manifest.get("decoder")
     if not isinstance(section, dict):
@@ -198,6 +215,8 @@ def build_decoder(
     if words:
         lexicon = lexicon.with_words(words)
     decoder = spec.build_decoder(model.eval(), lexicon)
+    if reuse is not None and same_templates(reuse.template, decoder.template):
+        decoder.template = reuse.template
     test_decode(decoder, default_keyboard(spec.language))
     return spec, decoder
 
@@ -403,7 +422,10 @@ class ModelManager:
         self, pointer: dict[str, Any], manifest: dict[str, Any], tensors: dict[str, np.ndarray]
     ) -> ServedModel:
         language = (manifest.get("decoder") or {}).get("language", "en")
-        spec, decoder = build_decoder(manifest, tensors, self._words(language))
+        current = self.current
+        spec, decoder = build_decoder(
+            manifest, tensors, self._words(language), current.decoder if current else None
+        )
         self._warm(decoder, spec.language)
         served = ServedModel(decoder, spec, dict(pointer), manifest, tensors)
         # A personalized model of this very release (e.g. after a restart) serves instead.
@@ -464,6 +486,7 @@ class ModelManager:
                 {**manifest, "decoder": base.manifest.get("decoder")},
                 tensors,
                 self._words(base.language),
+                base.decoder,
             )
         except CheckpointRefused as exc:
             log.warning("personalized model refused", extra={"reason": exc.reason})

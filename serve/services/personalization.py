@@ -214,7 +214,7 @@ class Personalizer:
         cand_metrics = evaluate_decoder(spec.build_decoder(model, lexicon), heldout)
         cand_metrics["loss"] = mean_loss(model, held_data)
         gain = cand_metrics["mrr"] - base_metrics["mrr"]
-        accepted = gain > opts.accept_margin
+        accepted = gain > opts.accept_margin + 1e-9  # not float noise
         result: dict[str, Any] = {
             "accepted": accepted,
             "outcome": "accepted" if accepted else "rejected",

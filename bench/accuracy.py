@@ -1,0 +1,181 @@
+"""Accuracy benchmark of the decoder core (issue 2).
+
+Trains the learned model centrally on synthetic training users, tunes the SHARK2-style template
+baseline and the learned decoder's fusion weights on separate tuning users, then evaluates both
+on held-out users, on a shifted population (style outside the training ranges) and on words
+kept out of every training user. Also: parameter count, single-swipe decode latency, training
+wall time, and the generator's swipe statistics beside the real ones.
+
+    python bench/accuracy.py                 # the committed figures (about 30 minutes)
+    python bench/accuracy.py --quick         # a few minutes, smaller and less accurate
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fl_app.bundle import DecoderSpec
+from fl_app.centralized import CentralConfig, make_datasets, train_central, tuned_decoders
+from fl_app.evaluation import evaluate_decoder
+from fl_app.model import count_parameters
+from fl_app.swipe_stats import compare_table, compute_stats, within_real_iqr
+from fl_app.synth import make_users
+from fl_app.training import TrainConfig
+
+RESULTS = Path(__file__).resolve().parent / "results"
+CALIBRATED = [
+    "start_offset_x",
+    "start_offset_y",
+    "end_offset_x",
+    "end_offset_y",
+    "ms_per_letter",
+    "path_ratio",
+]
+
+
+def decode_latency(decoder, swipes, n: int = 500) -> dict[str, float]:
+    """Milliseconds to decode one swipe (batch of one), after a warm-up."""
+    for s in swipes[:20]:
+        decoder.decode(s.points, s.keyboard, k=4)
+    times = []
+    for s in swipes[:n]:
+        t = time.perf_counter()
+        decoder.decode(s.points, s.keyboard, k=4)
+        times.append((time.perf_counter() - t) * 1e3)
+    return {"p50_ms": float(np.percentile(times, 50)), "p99_ms": float(np.percentile(times, 99))}
+
+
+def generator_table(lexicon, users: int = 200, per_user: int = 20) -> tuple[str, dict]:
+    swipes, ids = [], []
+    for u in make_users(users, 77, lexicon):
+        for s in u.swipes(per_user):
+            swipes.append(s)
+            ids.append(u.user_id)
+    stats = compute_stats(swipes, user_ids=ids)
+    return compare_table(stats), within_real_iqr(stats, CALIBRATED)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--minutes", type=float, default=25.0, help="training time budget")
+    p.add_argument("--train-users", type=int, default=2000)
+    p.add_argument("--swipes-per-user", type=int, default=50)
+    p.add_argument("--epochs", type=float, default=4.0)
+    p.add_argument("--out", type=Path, default=RESULTS / "accuracy.md")
+    args = p.parse_args()
+    if args.quick:
+        args.minutes, args.train_users, args.swipes_per_user, args.epochs = 4.0, 300, 40, 2.0
+    cfg = CentralConfig(
+        spec=DecoderSpec(lexicon_size=10000),
+        train=TrainConfig(
+            epochs=args.epochs, lr=2e-3, batch_size=64, cosine=True, warmup_steps=200
+        ),
+        train_users=args.train_users,
+        swipes_per_user=args.swipes_per_user,
+        tune_users=100,
+        test_users=300,
+        test_swipes_per_user=10,
+        time_budget_s=args.minutes * 60,
+    )
+    lexicon = cfg.spec.lexicon()
+    t0 = time.perf_counter()
+    data = make_datasets(cfg, lexicon)
+    gen_s = time.perf_counter() - t0
+    print(f"generated {len(data.train)} training swipes in {gen_s:.0f} s", flush=True)
+    model, train_info = train_central(cfg, data.train, log=lambda m: print(m, flush=True))
+    template, learned, tuned = tuned_decoders(cfg, model, lexicon, data.tune)
+    rows = {}
+    for name in ("test", "shifted", "unseen"):
+        swipes = getattr(data, name)
+        rows[name] = {
+            "learned": evaluate_decoder(learned, swipes),
+            "template": evaluate_decoder(template, swipes),
+        }
+        print(name, json.dumps(rows[name]), flush=True)
+    latency = decode_latency(learned, data.test)
+    tpl_latency = decode_latency(template, data.test)
+    table, calibrated = generator_table(lexicon)
+    results = {
+        "command": "python bench/accuracy.py" + (" --quick" if args.quick else ""),
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}",
+        "training_swipes": len(data.train),
+        "parameters": count_parameters(model),
+        "train": train_info,
+        "tuned": tuned,
+        "accuracy": rows,
+        "latency_learned": latency,
+        "latency_template": tpl_latency,
+        "calibrated_within_real_iqr": calibrated,
+    }
+    write_report(args.out, results, table)
+    print(args.out.read_text())
+
+
+def write_report(path: Path, r: dict, table: str) -> None:
+    acc = r["accuracy"]
+    lines = [
+        "# Decoder accuracy benchmark",
+        "",
+        f"Command: `{r['command']}` — {r['machine']}, 10,000-word English lexicon.",
+        f"Training: {r['training_swipes']} synthetic swipes of training users "
+        f"({r['train']['steps']} steps, {r['train']['examples']} examples), "
+        f"wall time {r['train']['wall_seconds'] / 60:.1f} min (features {r['train']['feature_seconds']:.0f} s). "
+        f"Parameters: {r['parameters']:,}.",
+        "",
+        "| set | decoder | top-1 | top-4 | MRR | n |",
+        "|---|---|---|---|---|---|",
+    ]
+    names = {
+        "test": "held-out users",
+        "shifted": "shifted users",
+        "unseen": "words absent from training",
+    }
+    for key, label in names.items():
+        for kind in ("learned", "template"):
+            m = acc[key][kind]
+            lines.append(
+                f"| {label} | {kind} | {m['top1']:.3f} | {m['top4']:.3f} | {m['mrr']:.3f} | {m['n']} |"
+            )
+    t_err = 1 - acc["test"]["template"]["top1"]
+    l_err = 1 - acc["test"]["learned"]["top1"]
+    lines += [
+        "",
+        f"Held-out users: learned errors / template errors = {l_err / max(t_err, 1e-9):.2f}.",
+        f"Decode latency, one swipe (batch of one): learned p50 {r['latency_learned']['p50_ms']:.1f} ms, "
+        f"p99 {r['latency_learned']['p99_ms']:.1f} ms; template p50 {r['latency_template']['p50_ms']:.1f} ms, "
+        f"p99 {r['latency_template']['p99_ms']:.1f} ms.",
+        f"Tuned template params: `{json.dumps(r['tuned']['template'])}`; fusion: `{json.dumps(r['tuned']['fusion'])}`.",
+        "",
+        "## Generator vs real swipes (200 training-regime users x 20 swipes)",
+        "",
+        "Calibrated quantities with the generator's median inside the real interquartile range: "
+        + ", ".join(
+            f"{k}: {'yes' if v else 'NO'}" for k, v in r["calibrated_within_real_iqr"].items()
+        ),
+        "",
+        table,
+        "",
+        "## Raw",
+        "",
+        "```json",
+        json.dumps(r, indent=1),
+        "```",
+        "",
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
