@@ -16,6 +16,7 @@ exact command. The bar in issue 3 is a gap of at most 2 points.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import shlex
@@ -43,7 +44,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--users", type=int, default=100)
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--epochs", type=float, default=2.0, help="local epochs per round")
-    p.add_argument("--swipes", type=int, default=60, help="swipes per user (80%% train)")
+    p.add_argument("--swipes", type=int, default=60, help="swipes per user (before the split)")
     p.add_argument("--strategy", default="fedavg", choices=("fedavg", "fedprox", "fedadam"))
     p.add_argument("--eval-users", type=int, default=8)
     p.add_argument("--threads", type=int, default=1, help="torch threads of this process")
@@ -128,6 +129,10 @@ def render(args, cfg, fed_records, central, gap, n_train, fed_seconds, central_s
         for r, rec in sorted(fed_records.items())
     )
     verdict = "meets" if gap <= 2.0 else "does NOT meet"
+    per_user = n_train / args.users
+    batch = int(cfg.train.batch_size)
+    client_steps = round(math.ceil(per_user / batch) * args.epochs)
+    central_steps = round(math.ceil(n_train / batch) * args.epochs * args.rounds)
     return f"""# Federated vs centralized training (bench/federation.py)
 
 Command (from the repository root, project venv):
@@ -137,14 +142,16 @@ Command (from the repository root, project venv):
 ```
 
 Run {datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")} on {platform.machine()},
-{os.cpu_count()} CPU(s), torch {torch.__version__}; Flower simulation engine (Ray), one CPU per
+{os.cpu_count()} CPU(s) (load average {os.getloadavg()[1]:.1f} at the end: wall times depend on
+what else ran), torch {torch.__version__}; Flower simulation engine (Ray), one CPU per
 ClientApp. Held-out evaluation: {cfg.evaluation.users} users x {cfg.evaluation.swipes_per_user}
 swipes never seen by any node; lexicon {cfg.data.language}-{cfg.data.lexicon_size}.
 
 ## Setup
 
 - {args.users} synthetic users (non-IID: each its own keyboard size, swiping style and word
-  distribution), {args.swipes} swipes each, {n_train} training swipes in all (80% split).
+  distribution), {args.swipes} swipes each, {n_train} training swipes in all (each store's
+  train split: rows whose id hashes above `data.heldout_fraction` {cfg.data.heldout_fraction}).
 - Model: conv {cfg.model.conv_channels}, GRU {cfg.model.hidden} x {cfg.model.gru_layers};
   AdamW lr {cfg.train.lr}, batch {cfg.train.batch_size}, weight decay {cfg.train.weight_decay}.
 - Federated: strategy {cfg.strategy.name}, {args.rounds} rounds, every user every round,
@@ -160,7 +167,9 @@ swipes never seen by any node; lexicon {cfg.data.language}-{cfg.data.lexicon_siz
 | centralized | {central["top1"]:.3f} | {central["top4"]:.3f} | {central["mrr"]:.3f} |
 
 **Gap (centralized - federated top-1): {gap:+.1f} points**; the issue's bar is <= 2 points:
-this run {verdict} it. Wall time: federated {fed_seconds:.0f} s, centralized training
+this run {verdict} it. Optimizer steps at equal passes: each client makes
+{client_steps} steps a round ({client_steps * args.rounds} in all, averaged over the clients
+every round), the centralized run {central_steps}. Wall time: federated {fed_seconds:.0f} s, centralized training
 {central_seconds:.0f} s.
 
 Federated rounds (centralized evaluation of the global model):
