@@ -102,11 +102,12 @@ class TemplateDecoder:
 
     def templates(self, keyboard: Keyboard) -> Templates:
         key = keyboard.layout_key
-        if key not in self._cache:
+        templates = self._cache.get(key)  # one read: another thread may clear the cache
+        if templates is None:
             if len(self._cache) > 32:
                 self._cache.clear()
-            self._cache[key] = build_templates(self._lexicon, keyboard)
-        return self._cache[key]
+            templates = self._cache[key] = build_templates(self._lexicon, keyboard)
+        return templates
 
     def channel_distances(
         self, points: np.ndarray, keyboard: Keyboard

@@ -115,12 +115,12 @@ def train(
     t0 = time.perf_counter()
     losses: list[float] = []
     step, examples, cancelled = 0, 0, False
-    order = np.array([], dtype=np.int64)
+    batches: list[np.ndarray] = []
     while step < plan["total"]:
-        if len(order) == 0:
-            order = rng.permutation(n)
+        if not batches:
+            batches = _length_bucketed_batches(data, config.batch_size, rng)
             losses = []
-        idx, order = order[: config.batch_size], order[config.batch_size :]
+        idx = batches.pop()
         if should_stop is not None and should_stop():
             cancelled = True
             break
@@ -138,7 +138,7 @@ def train(
         losses.append(float(loss.detach()))
         if config.max_seconds and step % BUDGET_PROBE_STEPS == 0:
             per_step = (time.perf_counter() - t0) / step
-            plan["total"] = min(plan["total"], max(step, int(config.max_seconds / per_step)))
+            plan["total"] = min(total, max(step, int(config.max_seconds / per_step)))
         if progress is not None:
             progress(Progress(step, plan["total"], losses[-1]))
     model.eval()
@@ -149,6 +149,20 @@ def train(
         seconds=time.perf_counter() - t0,
         cancelled=cancelled,
     )
+
+
+def _length_bucketed_batches(
+    data: SwipeDataset, batch_size: int, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """One epoch of shuffled batches of similar-length swipes: padding costs GRU steps."""
+    order = rng.permutation(len(data))
+    pool = batch_size * 16
+    batches = []
+    for start in range(0, len(order), pool):
+        chunk = order[start : start + pool]
+        chunk = chunk[np.argsort([len(data.features[i]) for i in chunk], kind="stable")]
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    return [batches[i] for i in rng.permutation(len(batches))]
 
 
 def _lr_schedule(config: TrainConfig, plan: dict[str, int]) -> Callable[[int], float]:

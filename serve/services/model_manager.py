@@ -412,10 +412,12 @@ class ModelManager:
             served = self._build_release(pointer, ckpt.manifest, ckpt.tensors)
         except CheckpointRefused as exc:
             return self._refuse(key, key[0], exc)
+        # Device files first (cache this release, drop a personalized model of another
+        # release), then the swap: what is served is always what the device has on disk.
+        self._after_release(served)
         self._swap(served)
         self.metrics.reload_seconds.observe(time.perf_counter() - t0)
         self._refused = None
-        self._after_release(served)
         return CheckResult("loaded", f"serving {served.header}")
 
     def _build_release(
