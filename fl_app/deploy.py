@@ -318,8 +318,9 @@ class Deployment:
             if path.exists() and sub in ("s3", "superlink", "nodes", "flwr-home"):
                 shutil.rmtree(path)  # a fresh S3 data dir and fresh Flower homes every start
             path.mkdir(parents=True, exist_ok=True)
-        weed = dict(zip(WEED_PORTS, free_ports(len(WEED_PORTS)), strict=True))
-        other = free_ports(1 + 2 * nodes)
+        chosen = free_ports(len(WEED_PORTS) + 1 + 2 * nodes)  # all at once: no duplicates
+        weed = dict(zip(WEED_PORTS, chosen, strict=False))
+        other = chosen[len(WEED_PORTS) :]
         ports: dict[str, Any] = {"superlink": other[0], "weed": weed}
         for i in range(nodes):
             ports[f"supernode-{i}"] = other[1 + i]

@@ -15,7 +15,7 @@ from fl_app.keyboard import Keyboard
 
 FRAME_MS = 15.0
 MIN_FRAMES = 32
-MAX_FRAMES = 128
+MAX_FRAMES = 96
 KEY_SIGMA = 0.55  # key units: width of the soft key assignment
 
 

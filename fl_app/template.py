@@ -17,6 +17,7 @@ from fl_app.keyboard import Keyboard
 from fl_app.lexicon import Lexicon
 
 N_SAMPLES = 32
+COARSE_STRIDE = 4
 MIN_CANDIDATES = 32  # never shortlist fewer words than this (k is at most 8)
 
 
@@ -29,6 +30,7 @@ class TemplateParams:
     prior_weight: float = 0.3
     start_radius: float = 1.6  # key units: first key must lie this close to the trace start
     end_radius: float = 2.6  # endings are sloppier than starts
+    coarse_keep: int = 300  # words a coarse location pass keeps before the full comparison
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -57,25 +59,46 @@ class Templates:
 
     word_index: np.ndarray  # lexicon indices the keyboard can type
     location: np.ndarray  # (words, n, 2)
+    coarse: np.ndarray  # (words, n / COARSE_STRIDE, 2): every few points, for a quick first pass
     shape: np.ndarray  # (words, n, 2)
     start: np.ndarray  # (words, 2) first key centre
     end: np.ndarray  # (words, 2) last key centre
     log_prior: np.ndarray  # (words,)
 
 
+def resample_paths(paths: np.ndarray, n: int = N_SAMPLES) -> np.ndarray:
+    """`resample_path` for many polylines of one length at once: (words, m, 2) -> (words, n, 2)."""
+    if paths.shape[1] == 1:
+        return np.repeat(paths, n, axis=1)
+    seg = np.linalg.norm(np.diff(paths, axis=1), axis=-1)
+    cum = np.concatenate([np.zeros((len(paths), 1)), np.cumsum(seg, axis=1)], axis=1)
+    grid = np.linspace(0.0, 1.0, n)[None, :] * cum[:, -1:]
+    # Segment of each grid point, and how far along it the point lies.
+    j = np.clip((cum[:, None, 1:-1] <= grid[:, :, None]).sum(-1), 0, paths.shape[1] - 2)
+    lo = np.take_along_axis(cum, j, axis=1)
+    length = np.take_along_axis(seg, j, axis=1)
+    frac = np.where(length > 1e-9, (grid - lo) / np.maximum(length, 1e-9), 0.0)[..., None]
+    start = np.take_along_axis(paths, j[..., None], axis=1)
+    end = np.take_along_axis(paths, j[..., None] + 1, axis=1)
+    return start + np.clip(frac, 0.0, 1.0) * (end - start)
+
+
 def build_templates(lexicon: Lexicon, keyboard: Keyboard) -> Templates:
+    """Templates of every lexicon word the keyboard can type (vectorised by word length)."""
     centres = keyboard.letter_centres_ku
     letter = keyboard.letter_index
-    keep, paths = [], []
-    for i, word in enumerate(lexicon.words):
-        if not keyboard.can_type(word):
-            continue
-        keep.append(i)
-        paths.append(resample_path(centres[[letter[ch] for ch in collapse_repeats(word)]]))
-    location = np.stack(paths) if paths else np.zeros((0, N_SAMPLES, 2))
+    keep = [i for i, w in enumerate(lexicon.words) if keyboard.can_type(w)]
+    location = np.zeros((len(keep), N_SAMPLES, 2))
+    by_length: dict[int, list[int]] = {}
+    letters = [[letter[ch] for ch in collapse_repeats(lexicon.words[i])] for i in keep]
+    for row, seq in enumerate(letters):
+        by_length.setdefault(len(seq), []).append(row)
+    for rows in by_length.values():
+        location[rows] = resample_paths(centres[np.array([letters[r] for r in rows])])
     return Templates(
         word_index=np.array(keep, dtype=np.int64),
         location=location.astype(np.float32),
+        coarse=np.ascontiguousarray(location[:, ::COARSE_STRIDE], dtype=np.float32),
         shape=normalise_shape(location).astype(np.float32),
         start=location[:, 0],
         end=location[:, -1],
@@ -123,6 +146,9 @@ class TemplateDecoder:
             m = min(MIN_CANDIDATES, len(d_start))
             cand = np.argpartition(d_start / p.start_radius + d_end / p.end_radius, m - 1)[:m]
         trace32 = trace.astype(np.float32)
+        if len(cand) > p.coarse_keep:
+            d_coarse = _row_norm(tpl.coarse[cand] - trace32[::COARSE_STRIDE]).mean(-1)
+            cand = cand[np.argpartition(d_coarse, p.coarse_keep - 1)[: p.coarse_keep]]
         d_loc = _row_norm(tpl.location[cand] - trace32).mean(-1)
         d_shape = _row_norm(tpl.shape[cand] - normalise_shape(trace32)).mean(-1)
         return cand, d_shape.astype(np.float64), d_loc.astype(np.float64)

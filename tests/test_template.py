@@ -1,0 +1,49 @@
+"""SHARK2-style templates: vectorised resampling, pruning and channel scores."""
+
+import numpy as np
+
+from fl_app.keyboard import keyboard_from_spec, named_keyboard
+from fl_app.lexicon import Lexicon
+from fl_app.template import (
+    N_SAMPLES,
+    TemplateDecoder,
+    TemplateParams,
+    build_templates,
+    resample_path,
+    resample_paths,
+)
+
+
+def test_vectorised_resampling_matches_one_path_at_a_time():
+    rng = np.random.default_rng(0)
+    for length in (1, 2, 3, 9):
+        paths = rng.normal(size=(20, length, 2))
+        paths[0] = paths[0, :1]  # a degenerate path: all points equal
+        expected = np.stack([resample_path(p) for p in paths])
+        np.testing.assert_allclose(resample_paths(paths), expected, atol=1e-12)
+    line = resample_path(np.array([[0.0, 0.0], [3.0, 0.0]]))
+    np.testing.assert_allclose(np.diff(line[:, 0]), 3.0 / (N_SAMPLES - 1))
+
+
+def test_templates_follow_the_keyboard_and_skip_untypable_words():
+    lex = Lexicon(["we", "ew", "wq", "zz"], np.array([3.0, 2.0, 1.0, 1.0]))
+    keys = [
+        {"label": c, "x": x, "y": 0, "w": 50, "h": 40} for c, x in (("q", 0), ("w", 50), ("e", 100))
+    ]
+    kb = keyboard_from_spec({"width": 150, "height": 160, "keys": keys})
+    tpl = build_templates(lex, kb)
+    assert tpl.word_index.tolist() == [0, 1, 2]  # 'zz' cannot be typed here
+    np.testing.assert_allclose(tpl.start[0], kb.to_key_units(np.array([75.0, 20.0])))
+    np.testing.assert_allclose(tpl.end[0], kb.to_key_units(np.array([125.0, 20.0])))
+
+
+def test_coarse_pass_keeps_the_best_words():
+    kb = named_keyboard("qwerty-en", 375, 217)
+    words = ["hello", "help", "world", "word", "would", "with", "what", "when"]
+    lex = Lexicon(words, np.ones(len(words)))
+    full = TemplateDecoder(lex, TemplateParams(coarse_keep=1000))
+    coarse = TemplateDecoder(lex, TemplateParams(coarse_keep=3))
+    centres = kb.word_centres("world")
+    trace = np.concatenate([centres, np.arange(len(centres))[:, None] * 100.0], axis=1)
+    assert full.decode(trace, kb, k=1)[0][0] == coarse.decode(trace, kb, k=1)[0][0] == "world"
+    assert len(coarse.decode(trace, kb, k=8)) == 3
