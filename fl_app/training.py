@@ -17,7 +17,6 @@ from fl_app.features import FeatureSpec, encode_word, swipe_features
 from fl_app.model import SwipeModel
 from fl_app.swipe import Swipe
 
-
 BUDGET_PROBE_STEPS = 30  # under a time budget, the run's length is re-fitted this often
 
 
