@@ -37,7 +37,9 @@ def main() -> None:
         path = OUT / f"lexicon-{language}.tsv"
         with path.open("w", encoding="utf-8") as fh:
             fh.write(f"# {language} swipe lexicon: word<TAB>frequency, derived from wordfreq 3.x\n")
-            fh.write("# (c) Robyn Speer / wordfreq contributors, CC BY-SA 4.0; see fl_app/data/NOTICE\n")
+            fh.write(
+                "# (c) Robyn Speer / wordfreq contributors, CC BY-SA 4.0; see fl_app/data/NOTICE\n"
+            )
             for word, freq in rows:
                 fh.write(f"{word}\t{freq:.4e}\n")
         print(f"{path}: {len(rows)} words")
