@@ -1089,7 +1089,9 @@ def _print_status(status: dict[str, Any]) -> None:
         state = "ready" if comp["ready"] else ("running" if comp["running"] else "stopped")
         print(f"  {name:<12} {state:<8} pid {comp['pid'] or '-':<8} {comp['what']}")
     for run in status.get("runs", []):
-        print(f"  run {run['run-id']}: {run['status']} ({run.get('elapsed', '')})")
+        elapsed = run.get("elapsed")
+        took = f" ({float(elapsed):.0f} s)" if isinstance(elapsed, int | float) else ""
+        print(f"  run {run['run-id']}: {run['status']}{took}")
     for i, dev in enumerate(status["devices"]):
         serving = dev.get("serving")
         what = f"{serving['run_id']}/{serving['round']}" if serving else "nothing"
