@@ -18,6 +18,7 @@ import argparse
 import os
 import platform
 import shlex
+import shutil
 import statistics
 import sys
 import tempfile
@@ -125,9 +126,12 @@ def render(args, results: list[dict]) -> str:
         )
     out += [
         "",
-        "`client train s` is FedAvg's example-weighted mean of the clients' `train-seconds` (the "
-        "training loop inside the ClientApp); the rest of a round is process start-up, model "
-        "transfer, Flower's 3 s reply polling and the server's evaluation and checkpoint.",
+        "`start-up s`: from the first process started until every one answers (S3 over HTTP, "
+        "the SuperLink's `/health`, each SuperNode's runtime port); the run then waits until "
+        "every SuperNode has connected. `client train s` is FedAvg's example-weighted mean of "
+        "the clients' `train-seconds` (the training loop inside the ClientApp); the rest of a "
+        "round is the ClientApp processes' start-up (on 2 cores, 4 of them start at once), model "
+        "transfer, Flower's 3 s reply polling and the server's evaluation and S3 checkpoint.",
         "",
         "Per round:",
         "",
@@ -148,7 +152,10 @@ def render(args, results: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     work = Path(tempfile.mkdtemp(prefix="swipefl-deploy-bench-"))
-    results = [bench_one(int(n), args, work) for n in args.nodes.split(",") if n.strip()]
+    try:
+        results = [bench_one(int(n), args, work) for n in args.nodes.split(",") if n.strip()]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # the deployments' state, logs and bucket
     text = render(args, results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)

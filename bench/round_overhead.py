@@ -24,6 +24,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import statistics
 import sys
 import tempfile
@@ -230,9 +231,14 @@ def main(argv: list[str] | None = None) -> int:
     from fl_app.config import default_cache_dir
 
     cache = str(default_cache_dir() / "synthetic")
-    results = [
-        run_schedule(args, s.strip(), work, cache) for s in args.schedules.split(",") if s.strip()
-    ]
+    try:
+        results = [
+            run_schedule(args, s.strip(), work, cache)
+            for s in args.schedules.split(",")
+            if s.strip()
+        ]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # checkpoints and logs of the bench runs
     text = render(args, results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)

@@ -19,6 +19,7 @@ import multiprocessing
 import os
 import platform
 import shlex
+import shutil
 import statistics
 import sys
 import tempfile
@@ -162,18 +163,24 @@ def main(argv: list[str] | None = None) -> int:
     monitor = PeakMemory()
     monitor.start()
     t0 = time.perf_counter()
-    run_simulation(
-        server_app=make_server_app(cfg, outputs_dir=work / "outputs", echo=print),
-        client_app=_client_app(),
-        num_supernodes=args.nodes,
-        backend_config={
-            "client_resources": {"num_cpus": float(cfg.simulation.client_cpus), "num_gpus": 0.0},
-            "init_args": {"log_to_driver": True},
-        },
-    )
-    total = time.perf_counter() - t0
-    monitor.stop()
-    records = read_lines(work / "outputs" / "metrics.jsonl")
+    try:
+        run_simulation(
+            server_app=make_server_app(cfg, outputs_dir=work / "outputs", echo=print),
+            client_app=_client_app(),
+            num_supernodes=args.nodes,
+            backend_config={
+                "client_resources": {
+                    "num_cpus": float(cfg.simulation.client_cpus),
+                    "num_gpus": 0.0,
+                },
+                "init_args": {"log_to_driver": True},
+            },
+        )
+        total = time.perf_counter() - t0
+        monitor.stop()
+        records = read_lines(work / "outputs" / "metrics.jsonl")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # checkpoints and metrics of the bench run
     text = render(args, cfg, records, monitor, total, gen_seconds)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)

@@ -14,8 +14,9 @@ What runs (docs/deployment.md maps it onto separate machines):
 
 - ``s3``: SeaweedFS (``weed mini``) with two identities: the server's (read/write) and the
   devices' (read-only on the bucket).
-- ``superlink``: ``flower-superlink --insecure`` started with the server's ``SWIPEFL_S3_*``
-  variables (the ServerApp inherits them and writes checkpoints and releases to the bucket).
+- ``superlink``: ``flower-superlink --insecure`` (``--secure``: TLS from a private CA and
+  SuperNode authentication) started with the server's ``SWIPEFL_S3_*`` variables (the
+  ServerApp inherits them and writes checkpoints and releases to the bucket).
 - ``supernode-<i>``: ``flower-supernode --node-config "swipe-store='<abs>/swipes.sqlite'"``; its
   ClientApps train on device i's swipe store.
 - ``sidecar-<i>``: ``python -m serve`` on device i: writes labelled swipes into that same store
@@ -41,6 +42,7 @@ import shlex
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -168,9 +170,10 @@ def _wait_gone(pids: Iterable[int], timeout_s: float, reap: Callable[[], None]) 
         time.sleep(0.1)
 
 
-def http_ok(url: str, timeout_s: float = 1.0) -> bool:
+def http_ok(url: str, timeout_s: float = 1.0, cafile: str | None = None) -> bool:
+    context = ssl.create_default_context(cafile=cafile) if cafile else None
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as res:
+        with urllib.request.urlopen(url, timeout=timeout_s, context=context) as res:
             return 200 <= res.status < 300
     except (OSError, urllib.error.URLError, ValueError):
         return False
@@ -298,8 +301,14 @@ class Deployment:
         torch_threads: int = 1,
         app_dir: str | os.PathLike[str] = REPO,
         experiment: str = "deploy",
+        secure: bool = False,
     ) -> Deployment:
-        """Lay out a new deployment (nothing starts yet). Refuses a directory in use."""
+        """Lay out a new deployment (nothing starts yet). Refuses a directory in use.
+
+        `secure`: TLS between the SuperNodes (and the CLI) and the SuperLink, with a private CA
+        made here, and SuperNode authentication: each SuperNode gets its own EC key pair and is
+        registered with `flwr supernode register` before it starts.
+        """
         state_dir = Path(state_dir).expanduser().resolve()
         if nodes < 1:
             raise DeployError("a deployment needs at least one SuperNode")
@@ -313,9 +322,10 @@ class Deployment:
                     "stop it first (python -m fl_app.deploy stop)"
                 )
             old.stop()  # sweeps anything a crashed deployment left behind
-        for sub in ("logs", "devices", "runs", "s3", "superlink", "nodes", "flwr-home"):
+        fresh = ("s3", "superlink", "nodes", "flwr-home", "tls")
+        for sub in ("logs", "devices", "runs", *fresh):
             path = state_dir / sub
-            if path.exists() and sub in ("s3", "superlink", "nodes", "flwr-home"):
+            if path.exists() and sub in fresh:
                 shutil.rmtree(path)  # a fresh S3 data dir and fresh Flower homes every start
             path.mkdir(parents=True, exist_ok=True)
         chosen = free_ports(len(WEED_PORTS) + 1 + 2 * nodes)  # all at once: no duplicates
@@ -342,6 +352,8 @@ class Deployment:
             "reload_interval_s": float(reload_interval_s),
             "torch_threads": int(torch_threads),
             "heldout_fraction": float(heldout),
+            "secure": bool(secure),
+            "registered": {},
             "ports": ports,
             # weed puts unix sockets here: a short path (sun_path is limited to ~108 bytes)
             "socket_dir": tempfile.mkdtemp(prefix=f"swipefl-{deploy_id}-"),
@@ -364,9 +376,14 @@ class Deployment:
         dep = cls(state_dir, state, sec)
         dep._write_secrets()
         dep.save()
+        if secure:
+            dep._make_tls()
+            security = f'root-certificates = "{dep.tls_dir / "ca.crt"}"'
+        else:
+            security = "insecure = true"
         (state_dir / "flwr-home" / "config.toml").write_text(
             f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\n'
-            f'address = "127.0.0.1:{ports["superlink"]}"\ninsecure = true\n'
+            f'address = "127.0.0.1:{ports["superlink"]}"\n{security}\n'
         )
         from fl_app.store import SwipeStore
 
@@ -416,6 +433,14 @@ class Deployment:
     @property
     def s3_endpoint(self) -> str:
         return f"127.0.0.1:{self.state['ports']['weed']['s3.port']}"
+
+    @property
+    def secure(self) -> bool:
+        return bool(self.state.get("secure"))
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.state_dir / "tls"
 
     @property
     def flwr_home(self) -> Path:
@@ -506,23 +531,32 @@ class Deployment:
             extra = {"FLWR_HOME": str(home)}
             if self.state["store"] == "s3":
                 extra.update(self.s3_env("server"))  # the ServerApp inherits them
+            tls = self.tls_dir
+            security = (
+                ["--ssl-ca-certfile", str(tls / "ca.crt"), "--ssl-certfile", str(tls / "server.pem"),
+                 "--ssl-keyfile", str(tls / "server.key"), "--enable-supernode-auth"]
+                if self.secure
+                else ["--insecure"]
+            )  # fmt: skip
             cmd = [
                 str(BIN / "flower-superlink"),
-                "--insecure",
+                *security,
                 "--host",
                 "127.0.0.1",
                 "--port",
                 str(port),
                 "--disable-runtime-dependency-installation",
             ]
+            scheme, cafile = ("https", str(tls / "ca.crt")) if self.secure else ("http", None)
             return Component(
                 name,
                 cmd,
                 self._env(name, extra),
                 self.state_dir / "superlink",
                 logs / "superlink.log",
-                lambda: http_ok(f"http://127.0.0.1:{port}/health"),
-                f"SuperLink {self.superlink_address}",
+                lambda: http_ok(f"{scheme}://127.0.0.1:{port}/health", cafile=cafile),
+                f"SuperLink {self.superlink_address}"
+                + (" (TLS, node auth)" if self.secure else ""),
             )
         kind, _, index = name.partition("-")
         if not index.isdigit() or int(index) >= self.nodes:
@@ -535,9 +569,15 @@ class Deployment:
             node_config = (
                 f"swipe-store='{self.store_path(i)}' torch-threads={self.state['torch_threads']}"
             )
+            security = (
+                ["--root-certificates", str(self.tls_dir / "ca.crt"),
+                 "--auth-supernode-private-key", str(self.tls_dir / name)]
+                if self.secure
+                else ["--insecure"]
+            )  # fmt: skip
             cmd = [
                 str(BIN / "flower-supernode"),
-                "--insecure",
+                *security,
                 "--superlink",
                 self.superlink_address,
                 "--host",
@@ -656,6 +696,115 @@ class Deployment:
         self._remove_weed_sockets()  # stale after a kill
         Path(self.state["socket_dir"]).mkdir(parents=True, exist_ok=True)
 
+    def _make_tls(self) -> None:
+        """A private CA, a server certificate for 127.0.0.1, and an EC key pair per SuperNode."""
+        import ipaddress
+        from datetime import timedelta
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+        def pem_key(key: ec.EllipticCurvePrivateKey) -> str:
+            return key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ).decode()
+
+        self.tls_dir.mkdir(parents=True, exist_ok=True)
+        now = datetime.now(timezone.utc)
+        ca_key = ec.generate_private_key(ec.SECP384R1())
+        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"swipe-fl {self.id} CA")])
+        ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
+        usage = dict.fromkeys(
+            ("content_commitment", "key_encipherment", "data_encipherment", "key_agreement",
+             "encipher_only", "decipher_only"), False,
+        )  # fmt: skip
+        ca = (
+            x509.CertificateBuilder()
+            .subject_name(ca_name)
+            .issuer_name(ca_name)
+            .public_key(ca_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(
+                x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, **usage),
+                critical=True,
+            )
+            .add_extension(ca_ski, critical=False)
+            .sign(ca_key, hashes.SHA256())
+        )
+        key = ec.generate_private_key(ec.SECP384R1())
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+            .issuer_name(ca_name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(days=30))
+            .add_extension(
+                x509.SubjectAlternativeName(
+                    [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+                ),
+                critical=False,
+            )
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(digital_signature=True, key_cert_sign=False, crl_sign=False, **usage),
+                critical=True,
+            )
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(
+                x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
+            )
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
+                critical=False,
+            )
+            .sign(ca_key, hashes.SHA256())
+        )
+        pem = serialization.Encoding.PEM
+        (self.tls_dir / "ca.crt").write_bytes(ca.public_bytes(pem))
+        (self.tls_dir / "server.pem").write_bytes(cert.public_bytes(pem))
+        _write_private(self.tls_dir / "ca.key", pem_key(ca_key))
+        _write_private(self.tls_dir / "server.key", pem_key(key))
+        for i in range(self.nodes):  # SuperNode keys: OpenSSH format, as `ssh-keygen` writes
+            node_key = ec.generate_private_key(ec.SECP384R1())
+            private = node_key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.OpenSSH,
+                serialization.NoEncryption(),
+            )
+            public = node_key.public_key().public_bytes(
+                serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+            )
+            _write_private(self.tls_dir / f"supernode-{i}", private.decode())
+            (self.tls_dir / f"supernode-{i}.pub").write_bytes(public + b"\n")
+
+    def _register(self, names: Iterable[str]) -> None:
+        """`flwr supernode register` the public keys of SuperNodes the SuperLink does not know."""
+        registered = self.state.setdefault("registered", {})
+        for name in names:
+            if name in registered:
+                continue
+            out = self.flwr(
+                "supernode", "register", str(self.tls_dir / f"{name}.pub"), CONNECTION,
+                "--name", name, "--format", "json",
+            )  # fmt: skip
+            if out.returncode != 0:
+                raise DeployError(f"cannot register {name}: {out.stdout}{out.stderr}")
+            try:
+                node_id = str(json.loads(out.stdout).get("node-id", ""))
+            except ValueError:
+                node_id = ""
+            registered[name] = node_id
+            self.save()
+
     # -- lifecycle -----------------------------------------------------------------------------
 
     def pid(self, name: str) -> int | None:
@@ -676,40 +825,57 @@ class Deployment:
         return [name for name in self.component_names() if self.is_running(name)]
 
     def start(self, names: Iterable[str] | None = None, timeout_s: float = 180.0) -> Deployment:
-        """Start components (default: all, in dependency order) and wait until each is ready."""
+        """Start components (default: all) and wait until each is ready.
+
+        Everything starts at once, except that in a secure deployment the SuperNodes wait until
+        the SuperLink answers and has registered their keys (it refuses unknown nodes).
+        """
         names = list(names) if names is not None else self.component_names()
+        deadline = time.monotonic() + timeout_s
+        nodes = [n for n in names if n.startswith("supernode-")]
+        waves = [[n for n in names if n not in nodes], nodes] if self.secure else [names]
         started: list[Component] = []
         try:
-            for name in names:
-                if self.is_running(name):
-                    continue
-                comp = self.component(name)
-                self._prepare(comp)
-                with open(comp.log, "ab") as log:
-                    log.write(f"--- {_utc_now()} starting {shlex.join(comp.cmd)}\n".encode())
-                    log.flush()
-                    proc = subprocess.Popen(
-                        comp.cmd,
-                        cwd=comp.cwd,
-                        env=comp.env,
-                        stdin=subprocess.DEVNULL,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,
-                    )
-                self._popen[name] = proc
-                self.state["pids"][name] = proc.pid
-                self.save()
-                started.append(comp)
-            deadline = time.monotonic() + timeout_s
-            for comp in started:
-                self._wait_ready(comp, deadline)
-                if comp.name == "s3":
-                    self._ensure_bucket(deadline)
+            for wave in waves:
+                if self.secure and wave is nodes and nodes:
+                    if not self.is_running("superlink"):
+                        raise DeployError("the SuperLink must run before SuperNodes can register")
+                    self._register(nodes)
+                launched = []
+                for name in wave:
+                    if not self.is_running(name):
+                        launched.append(self._launch(name))
+                        started.append(launched[-1])
+                for comp in launched:
+                    self._wait_ready(comp, deadline)
+                    if comp.name == "s3":
+                        self._ensure_bucket(deadline)
         except BaseException:
             self.stop([c.name for c in started])
             raise
         return self
+
+    def _launch(self, name: str) -> Component:
+        comp = self.component(name)
+        self._prepare(comp)
+        if name == "superlink":
+            self.state["registered"] = {}  # its node registry lives in memory
+        with open(comp.log, "ab") as log:
+            log.write(f"--- {_utc_now()} starting {shlex.join(comp.cmd)}\n".encode())
+            log.flush()
+            proc = subprocess.Popen(
+                comp.cmd,
+                cwd=comp.cwd,
+                env=comp.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self._popen[name] = proc
+        self.state["pids"][name] = proc.pid
+        self.save()
+        return comp
 
     def _wait_ready(self, comp: Component, deadline: float) -> None:
         proc = self._popen[comp.name]
@@ -1131,6 +1297,11 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--reload-interval", type=float, default=2.0, help="sidecar reload (s)")
         p.add_argument("--torch-threads", type=int, default=1, help="per ClientApp")
         p.add_argument("--experiment", default="deploy", help="conf/experiment/<name>.yaml")
+        p.add_argument(
+            "--secure",
+            action="store_true",
+            help="TLS to the SuperLink (a private CA) and SuperNode authentication",
+        )
 
     layout_args(sub.add_parser("start", help="start every component and wait until ready"))
     p_seed = sub.add_parser("seed", help="post labelled synthetic swipes to every device")
@@ -1166,6 +1337,7 @@ def main(argv: list[str] | None = None) -> int:
             reload_interval_s=args.reload_interval,
             torch_threads=args.torch_threads,
             experiment=args.experiment,
+            secure=args.secure,
         )
         print(f"starting deployment {dep.id} in {dep.state_dir}", flush=True)
         dep.start()

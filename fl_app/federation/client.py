@@ -74,7 +74,8 @@ def train_on_store(message: Message, context: Context) -> Message:
     _set_threads(context)
     path = node_store_path(context, task)
     with SwipeStore(path, heldout_fraction=task.heldout_fraction) as store:
-        rows = store.load(split="train")
+        upper = store.max_id()  # the snapshot this round covers; rows appended later stay new
+        rows = [r for r in store.load(split="train") if r.id <= upper]
         data = SwipeDataset.from_swipes([r.swipe for r in rows], task.decoder.features)
         if len(data) < task.min_swipes:
             raise NotEnoughSwipes(
@@ -83,7 +84,7 @@ def train_on_store(message: Message, context: Context) -> Message:
             )
         model = _model(task, message)
         result = train(model, data, task.train)
-        store.mark_trained(up_to_id=max(r.id for r in rows))
+        store.mark_trained(up_to_id=upper)  # held-out rows count as seen too
     metrics = MetricRecord(
         {
             P.NUM_EXAMPLES: len(data),
