@@ -38,6 +38,15 @@ class FusionWeights:
 
 
 @dataclass
+class Shortlist:
+    """The lexicon words one swipe could be, before the model's evidence is added."""
+
+    lexicon_index: np.ndarray
+    template: np.ndarray
+    prior: np.ndarray
+
+
+@dataclass
 class CandidateScores:
     """The evidence for each shortlisted word of one swipe (kept apart so weights can be tuned)."""
 
@@ -92,15 +101,30 @@ class LearnedDecoder:
         logp = logp.float().cpu()
         return [logp[i, : int(out_len[i])] for i in range(len(feats))]
 
-    def candidate_scores(
-        self, points: np.ndarray, keyboard: Keyboard, logp: torch.Tensor
-    ) -> CandidateScores:
+    def shortlist(self, points: np.ndarray, keyboard: Keyboard) -> Shortlist:
+        """The words worth CTC-scoring, with their template and prior evidence.
+
+        It needs only the trace, not the model's output, so a server can build it while the
+        model runs (serve/services/predictor.py does).
+        """
         idx, tpl, prior = self.template.score_candidates(points, keyboard)
         m = min(self.fusion.shortlist, len(idx))
         if m < len(idx):
             keep = np.argpartition(-(tpl + self.template.params.prior_weight * prior), m - 1)[:m]
             idx, tpl, prior = idx[keep], tpl[keep], prior[keep]
-        return CandidateScores(idx, self._ctc_scores(logp, idx), tpl, prior)
+        return Shortlist(idx, tpl, prior)
+
+    def candidate_scores(
+        self,
+        points: np.ndarray,
+        keyboard: Keyboard,
+        logp: torch.Tensor,
+        shortlist: Shortlist | None = None,
+    ) -> CandidateScores:
+        s = shortlist if shortlist is not None else self.shortlist(points, keyboard)
+        return CandidateScores(
+            s.lexicon_index, self._ctc_scores(logp, s.lexicon_index), s.template, s.prior
+        )
 
     def _ctc_scores(self, logp: torch.Tensor, idx: np.ndarray) -> np.ndarray:
         if len(idx) == 0:

@@ -61,8 +61,10 @@ class Templates:
     location: np.ndarray  # (words, n, 2)
     coarse: np.ndarray  # (words, n / COARSE_STRIDE, 2): every few points, for a quick first pass
     shape: np.ndarray  # (words, n, 2)
-    start: np.ndarray  # (words, 2) first key centre
-    end: np.ndarray  # (words, 2) last key centre
+    start_key: np.ndarray  # (words,) index of the first letter's key in `key_centres`
+    end_key: np.ndarray  # (words,) index of the last letter's key
+    key_centres: np.ndarray  # (letters, 2): a trace's distance to a word's first/last key is
+    # its distance to one of these few points, computed once per trace instead of per word
     log_prior: np.ndarray  # (words,)
 
 
@@ -100,8 +102,9 @@ def build_templates(lexicon: Lexicon, keyboard: Keyboard) -> Templates:
         location=location.astype(np.float32),
         coarse=np.ascontiguousarray(location[:, ::COARSE_STRIDE], dtype=np.float32),
         shape=normalise_shape(location).astype(np.float32),
-        start=location[:, 0],
-        end=location[:, -1],
+        start_key=np.array([seq[0] for seq in letters], dtype=np.int64),
+        end_key=np.array([seq[-1] for seq in letters], dtype=np.int64),
+        key_centres=np.asarray(centres, dtype=np.float64),
         log_prior=lexicon.log_prior[keep],
     )
 
@@ -139,8 +142,8 @@ class TemplateDecoder:
         tpl = self.templates(keyboard)
         trace = resample_path(keyboard.to_key_units(points[:, :2]))
         p = self.params
-        d_start = _row_norm(tpl.start - trace[0])
-        d_end = _row_norm(tpl.end - trace[-1])
+        d_start = _row_norm(tpl.key_centres - trace[0])[tpl.start_key]
+        d_end = _row_norm(tpl.key_centres - trace[-1])[tpl.end_key]
         cand = np.flatnonzero((d_start <= p.start_radius) & (d_end <= p.end_radius))
         if len(cand) < MIN_CANDIDATES:  # a wild trace: take the words whose ends fit best
             m = min(MIN_CANDIDATES, len(d_start))

@@ -15,18 +15,22 @@ from ..services import Services
 _bearer = HTTPBearer(auto_error=False, description="SWIPEFL_API_TOKEN, when one is set")
 
 
-def get_services(request: Request) -> Services:
+# Dependencies are `async def` on purpose: FastAPI runs a plain `def` dependency in its thread
+# pool, a thread hop per request (and a GIL hand-off against the decode thread) for a getattr.
+
+
+async def get_services(request: Request) -> Services:
     services = getattr(request.app.state, "services", None)
     if services is None:  # only before the lifespan has started
         raise ApiError("STORE_UNAVAILABLE", "the sidecar is starting", headers={"Retry-After": "1"})
     return services
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def require_token(
+async def require_token(
     settings: Annotated[Settings, Depends(get_settings)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:

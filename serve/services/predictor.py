@@ -2,8 +2,10 @@
 
 Requests queue up; a decode thread takes whatever is waiting (up to ``max_batch``), runs the
 model once over the batch (``LearnedDecoder.frame_log_probs``) and scores each swipe's
-shortlist, with the ``ServedModel`` it read once for the batch. Results go back to the event
-loop with ``call_soon_threadsafe``. The event loop never runs model code. With ``workers`` > 1
+shortlist, with the ``ServedModel`` it read once for the batch. A helper thread per decode
+thread builds the shortlists (template pass, numpy) while the model runs, then CTC-scores half
+the batch: the model's and CTC's kernels release the GIL, so a batch uses two cores. Results go
+back to the event loop with ``call_soon_threadsafe``. The event loop never runs model code. With ``workers`` > 1
 several threads decode at once (torch and numpy release the GIL in their kernels); a decoder
 is only read by them (its caches fill by plain dict assignment).
 """
@@ -16,8 +18,12 @@ import math
 import queue
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import torch
+
+from fl_app.decoder import LearnedDecoder, Shortlist
 from fl_app.swipe import Swipe
 from fl_app.template import top_k_words
 
@@ -66,6 +72,7 @@ class Predictor:
         self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=queue_size)
         self.workers = max(1, int(workers))
         self._threads: list[threading.Thread] = []
+        self._helper = ThreadPoolExecutor(self.workers, thread_name_prefix="swipefl-decode-helper")
         self._count_lock = threading.Lock()
         self.served = 0
 
@@ -81,6 +88,7 @@ class Predictor:
         for thread in self._threads:
             thread.join(timeout=10)
         self._threads = []
+        self._helper.shutdown(wait=False, cancel_futures=True)
 
     async def predict(self, swipe: Swipe, k: int) -> tuple[Candidates, ServedModel]:
         if self.manager.current is None:
@@ -130,16 +138,40 @@ class Predictor:
             return
         self.metrics.predict_batch.observe(len(batch))
         decoder = served.decoder
+        # The shortlists need only the traces: the helper builds them while this thread runs
+        # the model (whose kernels release the GIL), then each takes half the CTC scoring.
+        pending = self._helper.submit(_shortlists, decoder, batch)
         try:
             logps = decoder.frame_log_probs([(j.swipe.points, j.swipe.keyboard) for j in batch])
         except Exception:
             log.exception("batched model call failed; decoding one by one")
             logps = [None] * len(batch)
-        for job, logp in zip(batch, logps, strict=True):
+        try:
+            shortlists = pending.result()
+        except Exception:
+            log.exception("shortlists failed; decoding one by one")
+            shortlists = [None] * len(batch)
+        half = self._helper.submit(self._finish, served, batch[1::2], logps[1::2], shortlists[1::2])
+        self._finish(served, batch[::2], logps[::2], shortlists[::2])
+        half.result()
+
+    def _finish(
+        self,
+        served: ServedModel,
+        jobs: list[_Job],
+        logps: list[torch.Tensor | None],
+        shortlists: list[Shortlist | None],
+    ) -> None:
+        """CTC-score each job's shortlist and answer it."""
+        decoder = served.decoder
+        for job, logp, shortlist in zip(jobs, logps, shortlists, strict=True):
             result, error = None, None
             for attempt in range(2):  # one retry: a decoder cache may have been pruned meanwhile
                 try:
-                    top = self._top_k(decoder, job, logp if attempt == 0 else None)
+                    if attempt == 0:
+                        top = self._top_k(decoder, job, logp, shortlist)
+                    else:
+                        top = self._top_k(decoder, job, None, None)
                     result = ([(w, s if math.isfinite(s) else -1e9) for w, s in top], served)
                     error = None
                     break
@@ -155,11 +187,20 @@ class Predictor:
             job.loop.call_soon_threadsafe(_deliver, job.future, result, error)
 
     @staticmethod
-    def _top_k(decoder, job: _Job, logp) -> list[tuple[str, float]]:
+    def _top_k(
+        decoder: LearnedDecoder,
+        job: _Job,
+        logp: torch.Tensor | None,
+        shortlist: Shortlist | None,
+    ) -> list[tuple[str, float]]:
         points, keyboard = job.swipe.points, job.swipe.keyboard
         if logp is None:
             logp = decoder.frame_log_probs([(points, keyboard)])[0]
-        scores = decoder.candidate_scores(points, keyboard, logp)
+        scores = decoder.candidate_scores(points, keyboard, logp, shortlist)
         return top_k_words(
             decoder.lexicon, scores.lexicon_index, scores.combined(decoder.fusion), job.k
         )
+
+
+def _shortlists(decoder: LearnedDecoder, batch: list[_Job]) -> list[Shortlist]:
+    return [decoder.shortlist(j.swipe.points, j.swipe.keyboard) for j in batch]
