@@ -3,6 +3,16 @@
     python bench/federation.py                       # 100 users, 10 rounds x 2 local epochs
     python bench/federation.py --users 20 --rounds 3 --out /tmp/fed.md   # a quick look
     python bench/federation.py -- strategy=fedadam   # extra Hydra overrides after `--`
+    python bench/federation.py --init pretrained --rounds 5 --eval-users 20 \
+        --out bench/results/federation-pretrained.md
+    python bench/federation.py --init pretrained --regime shifted --rounds 5 --eval-users 20 \
+        --out bench/results/federation-shifted.md
+
+`--init pretrained` starts both arms from the product's first release: a model trained
+centrally on other synthetic users (`--pretrain-users`, never federated, never evaluated), stored
+as a checkpoint that the federation resumes from. `--regime shifted` draws the federated and
+held-out users from the shifted population (styles outside the generator's training ranges):
+users unlike the ones the first release was trained on, the case federated learning is for.
 
 Federated: `--users` simulated nodes, each the cached swipe store of one synthetic user (its own
 keyboard, style and vocabulary: non-IID), every node trains every round (fraction_train=1) for
@@ -29,14 +39,18 @@ from pathlib import Path
 
 import torch
 
+from fl_app.bundle import model_arrays
+from fl_app.centralized import user_swipes
 from fl_app.config import compose, decoder_spec, finalize
 from fl_app.experiment import run_experiment
-from fl_app.federation.data import ensure_synthetic_store
-from fl_app.federation.server import CentralEvaluator
+from fl_app.federation.data import ensure_synthetic_store, spec_lexicon
+from fl_app.federation.server import CentralEvaluator, make_store
 from fl_app.store import SwipeStore
 from fl_app.training import SwipeDataset, TrainConfig, train
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "federation.md"
+PRETRAIN_RUN = "pretrained"
+PRETRAIN_SEED = 5_000_000  # users far from the federated (seed + i) and held-out ones
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -47,6 +61,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--swipes", type=int, default=60, help="swipes per user (before the split)")
     p.add_argument("--strategy", default="fedavg", choices=("fedavg", "fedprox", "fedadam"))
     p.add_argument("--eval-users", type=int, default=8)
+    p.add_argument("--init", choices=("scratch", "pretrained"), default="scratch")
+    p.add_argument("--regime", choices=("train", "shifted"), default="train")
+    p.add_argument("--pretrain-users", type=int, default=200)
+    p.add_argument("--pretrain-epochs", type=float, default=3.0)
     p.add_argument("--threads", type=int, default=1, help="torch threads of this process")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides (after --)")
@@ -58,24 +76,27 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     torch.set_num_threads(args.threads)  # server-side evaluation and the centralized baseline
     work = Path(tempfile.mkdtemp(prefix="swipefl-bench-"))
-    cfg = finalize(
-        compose(
-            [
-                f"strategy={args.strategy}",
-                f"simulation.num_supernodes={args.users}",
-                f"federation.num_rounds={args.rounds}",
-                "federation.fraction_train=1.0",
-                "federation.fraction_evaluate=0",
-                f"federation.min_available_nodes={args.users}",
-                f"train.epochs={args.epochs}",
-                f"data.swipes_per_user={args.swipes}",
-                f"evaluation.users={args.eval_users}",
-                f"paths.root={work}",  # checkpoints and metrics of the bench stay out of the way
-                *args.overrides,
-            ]
-        )
-    )
+    overrides = [
+        f"strategy={args.strategy}",
+        f"simulation.num_supernodes={args.users}",
+        f"federation.num_rounds={args.rounds}",
+        "federation.fraction_train=1.0",
+        "federation.fraction_evaluate=0",
+        f"federation.min_available_nodes={args.users}",
+        f"train.epochs={args.epochs}",
+        f"data.swipes_per_user={args.swipes}",
+        f"evaluation.users={args.eval_users}",
+        f"paths.root={work}",  # checkpoints and metrics of the bench stay out of the way
+        f"data.regime={args.regime}",
+        *args.overrides,
+    ]
+    cfg = finalize(compose(overrides))
     spec = decoder_spec(cfg)
+    initial = None
+    pretrain_note = ""
+    if args.init == "pretrained":
+        initial, pretrain_note = pretrain(cfg, spec, args)
+        cfg = finalize(compose([*overrides, f"resume.run_id={PRETRAIN_RUN}", "resume.round=0"]))
 
     t0 = time.perf_counter()
     fed = run_experiment(cfg, echo=lambda line: print(line, flush=True))
@@ -93,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
             swipes.extend(r.swipe for r in store.load(split="train"))
     data = SwipeDataset.from_swipes(swipes, spec.features)
     model = spec.build_model(seed=int(cfg.train.seed), device=torch.device("cpu"))  # FL's init
+    if initial is not None:
+        model.load_state_dict(initial)
     t = cfg.train
     config = TrainConfig(
         epochs=args.rounds * args.epochs,
@@ -113,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
 
     command = "python bench/federation.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     report = render(args, cfg, fed_records, central, gap, len(data), fed_seconds, central_seconds)
+    report = report.replace("{pretrain}", pretrain_note)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report.replace("{command}", command.strip()), encoding="utf-8")
     print(
@@ -120,6 +144,40 @@ def main(argv: list[str] | None = None) -> int:
         f" after {config.epochs:g} epochs: gap {gap:+.1f} points (bar: <= 2); wrote {args.out}"
     )
     return 0
+
+
+def pretrain(cfg, spec, args) -> tuple[dict[str, torch.Tensor], str]:
+    """The first release: trained centrally on other synthetic users, stored for FL to resume."""
+    swipes = user_swipes(
+        args.pretrain_users, args.swipes, seed=PRETRAIN_SEED, lexicon=spec_lexicon(spec)
+    )
+    data = SwipeDataset.from_swipes(swipes, spec.features)
+    model = spec.build_model(seed=int(cfg.train.seed), device=torch.device("cpu"))
+    t = cfg.train
+    t0 = time.perf_counter()
+    train(
+        model,
+        data,
+        TrainConfig(
+            epochs=args.pretrain_epochs,
+            lr=float(t.lr),
+            batch_size=int(t.batch_size),
+            weight_decay=float(t.weight_decay),
+            grad_clip=float(t.grad_clip),
+            seed=int(t.seed),
+        ),
+    )
+    seconds = time.perf_counter() - t0
+    make_store(cfg).save(
+        PRETRAIN_RUN, 0, model_arrays(model), {"decoder": spec.to_manifest(), "pretrained": True}
+    )
+    note = (
+        f"- Both arms start from a first release: the same model trained centrally for "
+        f"{args.pretrain_epochs:g} epochs on {len(data)} swipes of {args.pretrain_users} other "
+        f"synthetic users (generator's training population; {seconds:.0f} s), stored as a "
+        f"checkpoint the federation resumes from (round 0 below is that model).\n"
+    )
+    return {k: v.clone() for k, v in model.state_dict().items()}, note
 
 
 def render(args, cfg, fed_records, central, gap, n_train, fed_seconds, central_seconds) -> str:
@@ -152,11 +210,12 @@ swipes never seen by any node; lexicon {cfg.data.language}-{cfg.data.lexicon_siz
 - {args.users} synthetic users (non-IID: each its own keyboard size, swiping style and word
   distribution), {args.swipes} swipes each, {n_train} training swipes in all (each store's
   train split: rows whose id hashes above `data.heldout_fraction` {cfg.data.heldout_fraction}).
-- Model: conv {cfg.model.conv_channels}, GRU {cfg.model.hidden} x {cfg.model.gru_layers};
+- Population: `{cfg.data.regime}` regime (federated and held-out users alike).
+{{pretrain}}- Model: conv {cfg.model.conv_channels}, GRU {cfg.model.hidden} x {cfg.model.gru_layers};
   AdamW lr {cfg.train.lr}, batch {cfg.train.batch_size}, weight decay {cfg.train.weight_decay}.
 - Federated: strategy {cfg.strategy.name}, {args.rounds} rounds, every user every round,
   {args.epochs:g} local epochs ({args.rounds * args.epochs:g} passes over each user's data).
-- Centralized: same initial weights and settings, {args.rounds * args.epochs:g} epochs over
+- Centralized: same initial weights ({args.init}) and settings, {args.rounds * args.epochs:g} epochs over
   the union of the users' training swipes.
 
 ## Result

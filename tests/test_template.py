@@ -33,8 +33,12 @@ def test_templates_follow_the_keyboard_and_skip_untypable_words():
     kb = keyboard_from_spec({"width": 150, "height": 160, "keys": keys})
     tpl = build_templates(lex, kb)
     assert tpl.word_index.tolist() == [0, 1, 2]  # 'zz' cannot be typed here
-    np.testing.assert_allclose(tpl.key_centres[tpl.start_key[0]], kb.to_key_units(np.array([75.0, 20.0])))
-    np.testing.assert_allclose(tpl.key_centres[tpl.end_key[0]], kb.to_key_units(np.array([125.0, 20.0])))
+    np.testing.assert_allclose(
+        tpl.key_centres[tpl.start_key[0]], kb.to_key_units(np.array([75.0, 20.0]))
+    )
+    np.testing.assert_allclose(
+        tpl.key_centres[tpl.end_key[0]], kb.to_key_units(np.array([125.0, 20.0]))
+    )
 
 
 def test_coarse_pass_keeps_the_best_words():
