@@ -15,19 +15,14 @@ aggregation, centralized evaluation, checkpoint to S3). Writes `--out` with the 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import shlex
 import shutil
 import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-import flwr
-import torch
+from report_header import report_header
 
 from fl_app.deploy import Deployment
 from fl_app.lexicon import load_lexicon
@@ -80,20 +75,8 @@ def bench_one(n: int, args, work: Path) -> dict:
 
 
 def render(args, results: list[dict]) -> str:
-    cmd = "python bench/deployment.py " + shlex.join(sys.argv[1:])
     out = [
-        "# Deployment round time on loopback (bench/deployment.py)",
-        "",
-        "Command (from the repository root, project venv):",
-        "",
-        "```",
-        cmd.strip(),
-        "```",
-        "",
-        f"Run {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} on {platform.machine()}, "
-        f"{os.cpu_count()} CPU(s) (load average {os.getloadavg()[1]:.1f} at the end), "
-        f"torch {torch.__version__}, flwr {flwr.__version__}.",
-        "",
+        *report_header("Deployment round time on loopback", "deployment.py", ""),
         "## Setup",
         "",
         "- `python -m fl_app.deploy` layout: SeaweedFS S3 server, `flower-superlink --insecure`, N "

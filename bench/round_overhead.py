@@ -22,18 +22,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import shlex
 import shutil
 import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-import flwr
 import torch
+from report_header import report_header
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "round_overhead.md"
 
@@ -162,20 +159,10 @@ def run_schedule(args, schedule: str, work: Path, cache: str) -> dict:
 
 def render(args, results: list[dict]) -> str:
     cfg = results[0]["cfg"]
-    cmd = "python bench/round_overhead.py " + shlex.join(sys.argv[1:])
     out = [
-        "# Round overhead in simulation (bench/round_overhead.py)",
-        "",
-        "Command (from the repository root, project venv):",
-        "",
-        "```",
-        cmd.strip(),
-        "```",
-        "",
-        f"Run {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} on {platform.machine()}, "
-        f"{os.cpu_count()} CPU(s) (load average {os.getloadavg()[1]:.1f} at the end), "
-        f"torch {torch.__version__}, flwr {flwr.__version__}; Flower simulation engine (Ray).",
-        "",
+        *report_header(
+            "Round overhead in simulation", "round_overhead.py", "; Flower simulation engine (Ray)"
+        ),
         "## Setup",
         "",
         f"- {args.users} simulated users, every user every round, {args.rounds} rounds, no "

@@ -17,19 +17,16 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import platform
-import shlex
 import shutil
 import statistics
 import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-import flwr
 import torch
+from report_header import report_header
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "scale.md"
 TINY = [
@@ -199,21 +196,12 @@ def render(args, cfg, records, monitor: PeakMemory, total: float, gen_seconds: f
     trained = [r for r in records if r["round"] >= 1]
     warm = [r["seconds"] for r in trained if r["round"] >= 2]
     gib = monitor.peak / 2**30
-    cmd = "python bench/scale.py " + shlex.join(sys.argv[1:])
     out = [
-        "# 1,000 simulated SuperNodes (bench/scale.py)",
-        "",
-        "Command (from the repository root, project venv):",
-        "",
-        "```",
-        cmd.strip(),
-        "```",
-        "",
-        f"Run {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} on {platform.machine()}, "
-        f"{os.cpu_count()} CPU(s) (load average {os.getloadavg()[1]:.1f} at the end), "
-        f"torch {torch.__version__}, flwr {flwr.__version__}; Flower simulation engine (Ray), "
-        f"{cfg.simulation.client_cpus:g} CPU per ClientApp.",
-        "",
+        *report_header(
+            "1,000 simulated SuperNodes",
+            "scale.py",
+            f"; Flower simulation engine (Ray), {cfg.simulation.client_cpus:g} CPU per ClientApp",
+        ),
         "## Setup",
         "",
         f"- {args.nodes} simulated SuperNodes, {args.fraction:.0%} sampled for training every "

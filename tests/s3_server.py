@@ -29,18 +29,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-_PORT_NAMES = (
-    "s3.port",
-    "s3.port.grpc",
-    "master.port",
-    "master.port.grpc",
-    "volume.port",
-    "volume.port.grpc",
-    "filer.port",
-    "filer.port.grpc",
-    "admin.port",
-    "admin.port.grpc",
-)
+from fl_app.deploy import WEED_PORTS, free_ports
 
 
 def weed_binary() -> str | None:
@@ -51,20 +40,6 @@ def weed_binary() -> str | None:
     if candidate.is_file() and os.access(candidate, os.X_OK):
         return str(candidate)
     return shutil.which("weed")
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct free TCP ports on 127.0.0.1 (held together while choosing)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 class S3Server:
@@ -91,7 +66,7 @@ class S3Server:
         self.access_key = access_key
         self.secret_key = secret_key or "swipefl-test-" + secrets.token_hex(16)
         self.start_timeout_s = start_timeout_s
-        self.ports = dict(zip(_PORT_NAMES, free_ports(len(_PORT_NAMES)), strict=True))
+        self.ports = dict(zip(WEED_PORTS, free_ports(len(WEED_PORTS)), strict=True))
         self.host = "127.0.0.1"
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_file = None
