@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from report_header import report_header
+from report_header import report_header, write_report
 
 from fl_app.deploy import Deployment
 from fl_app.lexicon import load_lexicon
@@ -76,7 +76,7 @@ def bench_one(n: int, args, work: Path) -> dict:
 
 def render(args, results: list[dict]) -> str:
     out = [
-        *report_header("Deployment round time on loopback", "deployment.py", ""),
+        *report_header("Deployment round time on loopback", "deployment.py"),
         "## Setup",
         "",
         "- `python -m fl_app.deploy` layout: SeaweedFS S3 server, `flower-superlink --insecure`, N "
@@ -140,10 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)  # the deployments' state, logs and bucket
     text = render(args, results)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(text)
-    print(f"written to {args.out}")
+    write_report(args.out, text)
     return 0 if not any(r["survivors"] for r in results) else 1
 
 

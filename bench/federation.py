@@ -1,12 +1,14 @@
 """Federated vs centralized training of the swipe decoder on the same non-IID synthetic users.
 
-    python bench/federation.py                       # 100 users, 10 rounds x 2 local epochs
+    python bench/federation.py --eval-users 20       # 100 users, 10 rounds x 2 local epochs
     python bench/federation.py --users 20 --rounds 3 --out /tmp/fed.md   # a quick look
     python bench/federation.py -- strategy=fedadam   # extra Hydra overrides after `--`
     python bench/federation.py --init pretrained --rounds 5 --eval-users 20 \
         --out bench/results/federation-pretrained.md
     python bench/federation.py --init pretrained --regime shifted --rounds 5 --eval-users 20 \
         --out bench/results/federation-shifted.md
+    python bench/federation.py --init pretrained --regime shifted --rounds 20 --eval-users 20 \
+        --out bench/results/federation-shifted-40passes.md
 
 `--init pretrained` starts both arms from the product's first release: a model trained
 centrally on other synthetic users (`--pretrain-users`, never federated, never evaluated), stored
@@ -28,16 +30,14 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import platform
-import shlex
 import sys
 import tempfile
 import time
 from dataclasses import replace
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
+from report_header import report_header, write_report
 
 from fl_app.bundle import model_arrays
 from fl_app.centralized import user_swipes
@@ -116,34 +116,38 @@ def main(argv: list[str] | None = None) -> int:
     model = spec.build_model(seed=int(cfg.train.seed), device=torch.device("cpu"))  # FL's init
     if initial is not None:
         model.load_state_dict(initial)
-    t = cfg.train
-    config = TrainConfig(
-        epochs=args.rounds * args.epochs,
-        lr=float(t.lr),
-        batch_size=int(t.batch_size),
-        weight_decay=float(t.weight_decay),
-        grad_clip=float(t.grad_clip),
-        seed=int(t.seed),
-    )
+    config = train_config(cfg, epochs=args.rounds * args.epochs)
     if args.strategy == "fedprox":
         config = replace(config, mu=0.0)  # a proximal term has no meaning centrally
     t1 = time.perf_counter()
     train(model, data, config)
     central_seconds = time.perf_counter() - t1
     evaluator = CentralEvaluator(spec, cfg)
-    central = evaluator({k: v.numpy() for k, v in model.state_dict().items()})
+    central = evaluator(model_arrays(model))
     gap = 100.0 * (central["top1"] - fed_top1)
 
-    command = "python bench/federation.py " + shlex.join(argv if argv is not None else sys.argv[1:])
-    report = render(args, cfg, fed_records, central, gap, len(data), fed_seconds, central_seconds)
-    report = report.replace("{pretrain}", pretrain_note)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(report.replace("{command}", command.strip()), encoding="utf-8")
+    report = render(
+        args, argv, cfg, fed_records, central, gap, len(data), fed_seconds, central_seconds
+    )
+    write_report(args.out, report.replace("{pretrain}", pretrain_note), echo=False)
     print(
         f"federated top-1 {fed_top1:.3f} after {args.rounds} rounds, centralized {central['top1']:.3f}"
         f" after {config.epochs:g} epochs: gap {gap:+.1f} points (bar: <= 2); wrote {args.out}"
     )
     return 0
+
+
+def train_config(cfg, epochs: float) -> TrainConfig:
+    """The clients' training settings (`cfg.train`), for a central run of `epochs` passes."""
+    t = cfg.train
+    return TrainConfig(
+        epochs=epochs,
+        lr=float(t.lr),
+        batch_size=int(t.batch_size),
+        weight_decay=float(t.weight_decay),
+        grad_clip=float(t.grad_clip),
+        seed=int(t.seed),
+    )
 
 
 def pretrain(cfg, spec, args) -> tuple[dict[str, torch.Tensor], str]:
@@ -153,20 +157,8 @@ def pretrain(cfg, spec, args) -> tuple[dict[str, torch.Tensor], str]:
     )
     data = SwipeDataset.from_swipes(swipes, spec.features)
     model = spec.build_model(seed=int(cfg.train.seed), device=torch.device("cpu"))
-    t = cfg.train
     t0 = time.perf_counter()
-    train(
-        model,
-        data,
-        TrainConfig(
-            epochs=args.pretrain_epochs,
-            lr=float(t.lr),
-            batch_size=int(t.batch_size),
-            weight_decay=float(t.weight_decay),
-            grad_clip=float(t.grad_clip),
-            seed=int(t.seed),
-        ),
-    )
+    train(model, data, train_config(cfg, epochs=args.pretrain_epochs))
     seconds = time.perf_counter() - t0
     make_store(cfg).save(
         PRETRAIN_RUN, 0, model_arrays(model), {"decoder": spec.to_manifest(), "pretrained": True}
@@ -180,7 +172,9 @@ def pretrain(cfg, spec, args) -> tuple[dict[str, torch.Tensor], str]:
     return {k: v.clone() for k, v in model.state_dict().items()}, note
 
 
-def render(args, cfg, fed_records, central, gap, n_train, fed_seconds, central_seconds) -> str:
+def render(
+    args, argv, cfg, fed_records, central, gap, n_train, fed_seconds, central_seconds
+) -> str:
     rows = "\n".join(
         f"| {r} | {rec['central']['top1']:.3f} | {rec['central']['top4']:.3f} | "
         f"{rec['central']['loss']:.3f} | {rec['clients']['ok']}/{rec['clients']['sampled']} |"
@@ -191,20 +185,17 @@ def render(args, cfg, fed_records, central, gap, n_train, fed_seconds, central_s
     batch = int(cfg.train.batch_size)
     client_steps = round(math.ceil(per_user / batch) * args.epochs)
     central_steps = round(math.ceil(n_train / batch) * args.epochs * args.rounds)
-    return f"""# Federated vs centralized training (bench/federation.py)
-
-Command (from the repository root, project venv):
-
-```
-{{command}}
-```
-
-Run {datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")} on {platform.machine()},
-{os.cpu_count()} CPU(s) (load average {os.getloadavg()[1]:.1f} at the end: wall times depend on
-what else ran), torch {torch.__version__}; Flower simulation engine (Ray), one CPU per
-ClientApp. Held-out evaluation: {cfg.evaluation.users} users x {cfg.evaluation.swipes_per_user}
-swipes never seen by any node; lexicon {cfg.data.language}-{cfg.data.lexicon_size}.
-
+    header = report_header(
+        "Federated vs centralized training",
+        "federation.py",
+        f"; Flower simulation engine (Ray), one CPU per ClientApp. Held-out evaluation: "
+        f"{cfg.evaluation.users} users x {cfg.evaluation.swipes_per_user} swipes never seen by "
+        f"any node; lexicon {cfg.data.language}-{cfg.data.lexicon_size}",
+        argv,
+    )
+    return (
+        "\n".join(header)
+        + f"""
 ## Setup
 
 - {args.users} synthetic users (non-IID: each its own keyboard size, swiping style and word
@@ -237,6 +228,7 @@ Federated rounds (centralized evaluation of the global model):
 |---|---|---|---|---|
 {rows}
 """
+    )
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import torch
-from report_header import report_header
+from report_header import report_header, write_report
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "scale.md"
 TINY = [
@@ -179,10 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)  # checkpoints and metrics of the bench run
     text = render(args, cfg, records, monitor, total, gen_seconds)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(text)
-    print(f"written to {args.out}")
+    write_report(args.out, text)
     return 0
 
 

@@ -162,14 +162,14 @@ class LearnedDecoder:
             )
         return out
 
+    def ranked(self, scores: CandidateScores, k: int) -> list[tuple[str, float]]:
+        """The k best (word, fused score) pairs of one swipe's evidence, best first."""
+        return top_k_words(self.lexicon, scores.lexicon_index, scores.combined(self.fusion), k)
+
     def decode(self, points: np.ndarray, keyboard: Keyboard, k: int = 4) -> list[tuple[str, float]]:
         """Top-k (word, score) for one trace, best first."""
         logp = self.frame_log_probs([(points, keyboard)])[0]
-        scores = self.candidate_scores(points, keyboard, logp)
-        return top_k_words(self.lexicon, scores.lexicon_index, scores.combined(self.fusion), k)
+        return self.ranked(self.candidate_scores(points, keyboard, logp), k)
 
     def decode_many(self, swipes: list[Swipe], k: int = 4) -> list[list[tuple[str, float]]]:
-        return [
-            top_k_words(self.lexicon, s.lexicon_index, s.combined(self.fusion), k)
-            for s in self.score_many(swipes)
-        ]
+        return [self.ranked(s, k) for s in self.score_many(swipes)]

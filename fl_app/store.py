@@ -413,12 +413,18 @@ class SwipeStore:
             )
 
     def iter_swipes(
-        self, *, split: str | None = None, new_only: bool = False, batch_size: int = 512
+        self,
+        *,
+        split: str | None = None,
+        new_only: bool = False,
+        batch_size: int = 512,
+        up_to_id: int | None = None,
     ) -> Iterator[StoredSwipe]:
         """Rows in id order, read in batches without holding a transaction open.
 
-        The set is fixed when iteration starts (rows up to the max id then, marker then):
-        rows appended meanwhile are not included, rows deleted meanwhile may be skipped.
+        The set is fixed when iteration starts (rows up to the max id then, or `up_to_id` if
+        lower; marker then): rows appended meanwhile are not included, rows deleted meanwhile
+        may be skipped. A caller that snapshots `max_id()` first reads exactly that snapshot.
         """
         if batch_size < 1:
             raise ValueError("batch_size must be positive")
@@ -426,6 +432,8 @@ class SwipeStore:
             marker = self._marker(conn) if new_only else None
             where, params = self._where(split, marker)  # validates split eagerly
             upper = conn.execute("SELECT max(id) FROM swipes").fetchone()[0]
+        if upper is not None and up_to_id is not None:
+            upper = min(upper, int(up_to_id))
         return self._iter(where, params, upper, batch_size)
 
     def _iter(
@@ -451,11 +459,16 @@ class SwipeStore:
             last = rows[-1][0]
 
     def load(
-        self, *, split: str | None = None, new_only: bool = False, limit: int | None = None
+        self,
+        *,
+        split: str | None = None,
+        new_only: bool = False,
+        limit: int | None = None,
+        up_to_id: int | None = None,
     ) -> list[StoredSwipe]:
         """All matching rows (or the first `limit`) as a list, in id order."""
         batch = 512 if limit is None else max(1, min(512, limit))
-        it = self.iter_swipes(split=split, new_only=new_only, batch_size=batch)
+        it = self.iter_swipes(split=split, new_only=new_only, batch_size=batch, up_to_id=up_to_id)
         return list(it if limit is None else islice(it, limit))
 
     def max_id(self) -> int:

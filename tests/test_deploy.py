@@ -41,6 +41,9 @@ def test_layout_keeps_secrets_out_of_the_state_and_commands(deployment_factory):
     values += list(secrets["sidecar_tokens"].values())
     assert len(set(values)) == len(values)
     assert not any(v in state_text for v in values)
+    for name in dep.component_names():  # command lines are public (ps): secrets go in env
+        command = " ".join(dep.component(name).cmd)
+        assert not any(v in command for v in values), name
     assert dep.component_names() == [
         "s3", "superlink", "supernode-0", "supernode-1", "supernode-2",
         "sidecar-0", "sidecar-1", "sidecar-2",
@@ -157,7 +160,10 @@ def test_whole_loop_from_keyboards_to_release_and_back(deployment_factory):
             stats = client.get("/api/v1/stats").json()
         assert stats["swipes"]["total"] == n and stats["swipes"]["new_since_training"] == n
         assert stats["model"]["loaded"] is False  # nothing released yet
-        assert dep.store_counts(i)["total"] == n  # the very store the SuperNode trains on
+        counts_i = dep.store_counts(i)  # the very store the SuperNode trains on
+        assert (
+            counts_i["total"] == counts_i["max_id"] == n
+        )  # so row n, held out on device 0, is newest
 
     result = dep.run(["federation.num_rounds=2", "federation.fraction_evaluate=0"], timeout_s=420)
     log = result.log()

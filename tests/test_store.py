@@ -129,6 +129,15 @@ def test_iter_in_id_order_with_small_batches(store):
     assert store.max_id() == ids[-1]
 
 
+def test_load_up_to_a_snapshot_leaves_later_rows_out(store):
+    ids = store.append_many([swipe(w) for w in ["the", "cat", "dog"]])
+    snapshot = store.max_id()
+    later = store.append_many([swipe(w) for w in ["fox", "brown"]])
+    assert [r.id for r in store.load(up_to_id=snapshot)] == ids
+    assert [r.id for r in store.iter_swipes(up_to_id=snapshot, batch_size=1)] == ids
+    assert [r.id for r in store.load(up_to_id=later[-1] + 10)] == ids + later
+
+
 # -- idempotency and atomicity ---------------------------------------------------------------
 
 

@@ -41,7 +41,7 @@ def test_templates_follow_the_keyboard_and_skip_untypable_words():
     )
 
 
-def test_coarse_pass_keeps_the_best_words():
+def test_coarse_pass_keeps_the_nearest_words_and_their_full_scores():
     kb = named_keyboard("qwerty-en", 375, 217)
     words = ["hello", "help", "world", "word", "would", "with", "what", "when"]
     lex = Lexicon(words, np.ones(len(words)))
@@ -50,4 +50,9 @@ def test_coarse_pass_keeps_the_best_words():
     centres = kb.word_centres("world")
     trace = np.concatenate([centres, np.arange(len(centres))[:, None] * 100.0], axis=1)
     assert full.decode(trace, kb, k=1)[0][0] == coarse.decode(trace, kb, k=1)[0][0] == "world"
-    assert len(coarse.decode(trace, kb, k=8)) == 3
+    kept = coarse.decode(trace, kb, k=8)
+    # The 3 words whose every-4th template point lies nearest the trace ("word" skips the 'l'
+    # and falls behind "with"), scored exactly as without the coarse pass.
+    assert [w for w, _ in kept] == ["world", "would", "with"]
+    full_scores = dict(full.decode(trace, kb, k=8))
+    assert all(score == full_scores[w] for w, score in kept)

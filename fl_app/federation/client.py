@@ -75,7 +75,7 @@ def train_on_store(message: Message, context: Context) -> Message:
     path = node_store_path(context, task)
     with SwipeStore(path, heldout_fraction=task.heldout_fraction) as store:
         upper = store.max_id()  # the snapshot this round covers; rows appended later stay new
-        rows = [r for r in store.load(split="train") if r.id <= upper]
+        rows = store.load(split="train", up_to_id=upper)
         data = SwipeDataset.from_swipes([r.swipe for r in rows], task.decoder.features)
         if len(data) < task.min_swipes:
             raise NotEnoughSwipes(

@@ -4,10 +4,10 @@ Requests queue up; a decode thread takes whatever is waiting (up to ``max_batch`
 model once over the batch (``LearnedDecoder.frame_log_probs``) and scores each swipe's
 shortlist, with the ``ServedModel`` it read once for the batch. A helper thread per decode
 thread builds the shortlists (template pass, numpy) while the model runs, then CTC-scores half
-the batch: the model's and CTC's kernels release the GIL, so a batch uses two cores. Results go
-back to the event loop with ``call_soon_threadsafe``. The event loop never runs model code. With ``workers`` > 1
-several threads decode at once (torch and numpy release the GIL in their kernels); a decoder
-is only read by them (its caches fill by plain dict assignment).
+the batch: the model's and CTC's kernels release the GIL, so a batch uses two cores. Results
+go back to the event loop with ``call_soon_threadsafe``. The event loop never runs model code.
+With ``workers`` > 1 several threads decode at once; a decoder is only read by them (its
+caches fill by plain dict assignment).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import torch
 
 from fl_app.decoder import LearnedDecoder, Shortlist
 from fl_app.swipe import Swipe
-from fl_app.template import top_k_words
 
 from ..errors import ApiError, model_not_loaded
 from .metrics import Metrics
@@ -168,10 +167,8 @@ class Predictor:
             result, error = None, None
             for attempt in range(2):  # one retry: a decoder cache may have been pruned meanwhile
                 try:
-                    if attempt == 0:
-                        top = self._top_k(decoder, job, logp, shortlist)
-                    else:
-                        top = self._top_k(decoder, job, None, None)
+                    evidence = (logp, shortlist) if attempt == 0 else (None, None)
+                    top = self._top_k(decoder, job, *evidence)
                     result = ([(w, s if math.isfinite(s) else -1e9) for w, s in top], served)
                     error = None
                     break
@@ -196,10 +193,7 @@ class Predictor:
         points, keyboard = job.swipe.points, job.swipe.keyboard
         if logp is None:
             logp = decoder.frame_log_probs([(points, keyboard)])[0]
-        scores = decoder.candidate_scores(points, keyboard, logp, shortlist)
-        return top_k_words(
-            decoder.lexicon, scores.lexicon_index, scores.combined(decoder.fusion), job.k
-        )
+        return decoder.ranked(decoder.candidate_scores(points, keyboard, logp, shortlist), job.k)
 
 
 def _shortlists(decoder: LearnedDecoder, batch: list[_Job]) -> list[Shortlist]:
