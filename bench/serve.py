@@ -49,6 +49,7 @@ sys.path.insert(0, str(ROOT))
 from fl_app.bundle import DecoderSpec, load_arrays, model_arrays  # noqa: E402
 from fl_app.checkpoints import CheckpointStore, LocalDirBackend  # noqa: E402
 from fl_app.lexicon import load_lexicon  # noqa: E402
+from fl_app.model import serving_module  # noqa: E402
 from fl_app.store import SwipeStore  # noqa: E402
 from fl_app.synth import make_user  # noqa: E402
 
@@ -226,8 +227,12 @@ def publish(store: CheckpointStore, spec: DecoderSpec, rnd: int) -> None:
     store.promote("bench", rnd)
 
 
-def raw_decode(spec: DecoderSpec, store: CheckpointStore, swipes, seconds: float) -> LoadResult:
-    """In-process decoding of the same swipes, one at a time, one torch thread."""
+def raw_decode(
+    spec: DecoderSpec, store: CheckpointStore, swipes, seconds: float, quantize: bool
+) -> LoadResult:
+    """In-process decoding of the same swipes, one at a time, one torch thread, with the module
+    the sidecar serves (scripted; int8 unless `--float`): the ratio measures serving, not the
+    model's form."""
     import torch
 
     torch.set_num_threads(1)
@@ -235,7 +240,7 @@ def raw_decode(spec: DecoderSpec, store: CheckpointStore, swipes, seconds: float
     ckpt = store.load(pointer["run_id"], pointer["round"])
     model = spec.build_model(device=torch.device("cpu"))
     load_arrays(model, ckpt.tensors)
-    decoder = spec.build_decoder(model.eval())
+    decoder = spec.build_decoder(serving_module(model, quantize))
     for s in swipes[:20]:  # warm: templates per keyboard, torch kernels
         decoder.decode(s.points, s.keyboard, k=4)
     latencies = []
@@ -307,6 +312,7 @@ def main() -> None:
     parser.add_argument("--reload-interval", type=float, default=1.0)
     parser.add_argument("--workers", type=int, default=1, help="SWIPEFL_PREDICT_WORKERS")
     parser.add_argument("--max-batch", type=int, default=16, help="SWIPEFL_PREDICT_MAX_BATCH")
+    parser.add_argument("--float", action="store_true", help="SWIPEFL_QUANTIZE=false")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "serve.md")
     parser.add_argument("--quick", action="store_true", help="short run (smoke test)")
     args = parser.parse_args()
@@ -346,7 +352,7 @@ def main() -> None:
         publish(store, spec, 1)
 
         print("raw in-process decoding ...", flush=True)
-        raw = raw_decode(spec, store, labelled, args.seconds)
+        raw = raw_decode(spec, store, labelled, args.seconds, quantize=not args.float)
         report["raw"] = raw
 
         port = free_port()
@@ -357,6 +363,7 @@ def main() -> None:
                 "SWIPEFL_RELOAD_INTERVAL_S": str(args.reload_interval),
                 "SWIPEFL_PREDICT_WORKERS": str(args.workers),
                 "SWIPEFL_PREDICT_MAX_BATCH": str(args.max_batch),
+                "SWIPEFL_QUANTIZE": str(not args.float).lower(),
             },
         )
         server.start()
@@ -439,7 +446,8 @@ def write_report(args, command, started, host, spec, report) -> None:
         f"Model: `--model {args.model}` (conv {spec.conv_channels}, hidden {spec.hidden}, "
         f"{spec.gru_layers} GRU layer(s), {spec.lexicon_size} words); sidecar with "
         f"{args.workers} decode thread(s), batches up to {args.max_batch}, "
-        "`SWIPEFL_TORCH_THREADS=1`; swipes from 8 "
+        f"`SWIPEFL_TORCH_THREADS=1`, {'float' if args.float else 'int8'} weights "
+        f"(`SWIPEFL_QUANTIZE={str(not args.float).lower()}`); swipes from 8 "
         "synthetic users (8 keyboard sizes). Client and server share the machine.",
         "",
         "## Predict (`POST /api/v1/predict`, k=4)",

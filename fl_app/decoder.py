@@ -8,6 +8,7 @@ scored, so words never seen in training and words added to the lexicon later dec
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -59,6 +60,59 @@ class CandidateScores:
         return self.ctc + fusion.template * self.template + fusion.prior * self.prior
 
 
+def _ctc_nll_eager(
+    logp: torch.Tensor, targets: torch.Tensor, target_lengths: torch.Tensor
+) -> torch.Tensor:
+    """CTC negative log-likelihood of each target row under one swipe's (frames, classes)."""
+    frames = logp.shape[0]
+    n = targets.shape[0]
+    return F.ctc_loss(
+        logp.unsqueeze(1).expand(frames, n, logp.shape[1]),
+        targets,
+        torch.full([n], frames, dtype=torch.long),
+        target_lengths,
+        blank=0,
+        reduction="none",
+        zero_infinity=False,
+    )
+
+
+def _scripted(fn):
+    """`fn` as TorchScript: one GIL release for all its ops, as in `serving_module`."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return torch.jit.script(fn)
+    except Exception:  # a torch without TorchScript
+        return fn
+
+
+_ctc_nll = _scripted(_ctc_nll_eager)
+
+
+@dataclass
+class LexiconTargets:
+    """Every lexicon word as a CTC target, padded: a shortlist's targets are two array
+    lookups, not a Python loop per candidate (the GIL-held part of CTC scoring)."""
+
+    padded: np.ndarray  # (words, longest) letter classes, 0-padded
+    lengths: np.ndarray  # (words,)
+
+    @classmethod
+    def encode(cls, lexicon: Lexicon, spec: FeatureSpec) -> LexiconTargets:
+        letters = set(spec.alphabet)
+        # A word with a letter outside the model's alphabet gets an empty target: scored
+        # IMPOSSIBLE (`_ctc_scores`), never a KeyError in the middle of a request.
+        encoded = [
+            encode_word(w, spec.alphabet) if letters.issuperset(w) else [] for w in lexicon.words
+        ]
+        lengths = np.array([len(t) for t in encoded], dtype=np.int64)
+        padded = np.zeros((len(encoded), max(1, int(lengths.max(initial=1)))), dtype=np.int64)
+        for row, target in enumerate(encoded):
+            padded[row, : len(target)] = target
+        return cls(padded, lengths)
+
+
 class LearnedDecoder:
     """Model + lexicon + template shortlist -> top-k words with scores."""
 
@@ -76,7 +130,7 @@ class LearnedDecoder:
         self.fusion = fusion or FusionWeights()
         self.device = device or next(model.parameters()).device
         self.template = TemplateDecoder(lexicon, template_params)
-        self._targets: dict[int, list[int]] = {}
+        self._targets: LexiconTargets | None = None
 
     @property
     def lexicon(self) -> Lexicon:
@@ -85,21 +139,29 @@ class LearnedDecoder:
     @lexicon.setter
     def lexicon(self, lexicon: Lexicon) -> None:
         self.template.lexicon = lexicon
-        self._targets.clear()
+        self._targets = None
 
     def add_words(self, words: dict[str, float] | list[str]) -> None:
         """Make new words decodable at once: no retraining, only new templates."""
         self.lexicon = self.lexicon.with_words(words)
 
-    @torch.inference_mode()
     def frame_log_probs(self, swipes: list[tuple[np.ndarray, Keyboard]]) -> list[torch.Tensor]:
         """Per-frame log-probabilities (frames, classes) for each (points, keyboard)."""
-        feats = [torch.from_numpy(swipe_features(p, kb, self.spec)) for p, kb in swipes]
-        lengths = torch.tensor([len(f) for f in feats])
-        x = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True).to(self.device)
-        logp, out_len = self.model(x, lengths.to(self.device))
-        logp = logp.float().cpu()
-        return [logp[i, : int(out_len[i])] for i in range(len(feats))]
+        return self.log_probs_of_features([swipe_features(p, kb, self.spec) for p, kb in swipes])
+
+    @torch.inference_mode()
+    def log_probs_of_features(self, features: list[np.ndarray]) -> list[torch.Tensor]:
+        """`frame_log_probs` of features already computed with `self.spec` (a server computes
+        them as requests arrive, off the thread that runs the model)."""
+        # Padded in numpy: one torch op per step would re-take the GIL (see serving_module).
+        lengths = np.array([len(f) for f in features], dtype=np.int64)
+        padded = np.zeros((len(features), int(lengths.max()), features[0].shape[1]), np.float32)
+        for row, f in enumerate(features):
+            padded[row, : len(f)] = f
+        x = torch.from_numpy(padded).to(self.device)
+        logp, out_len = self.model(x, torch.from_numpy(lengths).to(self.device))
+        frames = logp.float().cpu().numpy()  # sliced in numpy: no torch op per swipe
+        return [torch.from_numpy(frames[i, :n]) for i, n in enumerate(out_len.tolist())]
 
     def shortlist(self, points: np.ndarray, keyboard: Keyboard) -> Shortlist:
         """The words worth CTC-scoring, with their template and prior evidence.
@@ -129,28 +191,19 @@ class LearnedDecoder:
     def _ctc_scores(self, logp: torch.Tensor, idx: np.ndarray) -> np.ndarray:
         if len(idx) == 0:
             return np.zeros(0)
-        targets = [self._target(int(i)) for i in idx]
-        target_len = torch.tensor([len(t) for t in targets])
-        flat = torch.tensor([c for t in targets for c in t], dtype=torch.long)
-        n = len(targets)
-        frames = logp.shape[0]
-        nll = F.ctc_loss(
-            logp[:, None, :].expand(frames, n, logp.shape[1]),
-            flat,
-            torch.full((n,), frames, dtype=torch.long),
-            target_len,
-            blank=0,
-            reduction="none",
-            zero_infinity=False,
+        targets = self._lexicon_targets()
+        nll = _ctc_nll(
+            logp, torch.from_numpy(targets.padded[idx]), torch.from_numpy(targets.lengths[idx])
         )
         ll = -nll.numpy().astype(np.float64)
-        ll[~np.isfinite(ll)] = IMPOSSIBLE
+        ll[~np.isfinite(ll) | (targets.lengths[idx] == 0)] = IMPOSSIBLE
         return ll
 
-    def _target(self, i: int) -> list[int]:
-        if i not in self._targets:
-            self._targets[i] = encode_word(self.lexicon.words[i], self.spec.alphabet)
-        return self._targets[i]
+    def _lexicon_targets(self) -> LexiconTargets:
+        targets = self._targets  # one read: a lexicon change may reset it meanwhile
+        if targets is None:
+            targets = self._targets = LexiconTargets.encode(self.lexicon, self.spec)
+        return targets
 
     def score_many(self, swipes: list[Swipe], batch_size: int = 64) -> list[CandidateScores]:
         out: list[CandidateScores] = []

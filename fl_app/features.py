@@ -62,7 +62,9 @@ def swipe_features(points: np.ndarray, keyboard: Keyboard, spec: FeatureSpec) ->
     flags[0, 0] = 1.0
     flags[-1, 1] = 1.0
     centres = _alphabet_centres(keyboard, spec.alphabet)
-    dist2 = ((xy[:, None, :] - centres[None, :, :]) ** 2).sum(-1)
+    dx = xy[:, 0, None] - centres[None, :, 0]  # per axis: a sum over a length-2 axis is slow
+    dy = xy[:, 1, None] - centres[None, :, 1]
+    dist2 = dx * dx + dy * dy
     soft = np.exp(-dist2 / (2 * spec.key_sigma**2))
     # Positions are centred on the keyboard's letter area so offsets do not dominate.
     centre = centres.mean(0)

@@ -118,10 +118,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        # Type and location only: exception messages may carry request data.
-        log.error(
-            "unhandled error",
-            extra={"route": request.url.path, "error_type": type(exc).__name__},
-            exc_info=False,
-        )
-        return error_response(ApiError("INTERNAL", "internal error"))
+        return internal_error(request.url.path, exc)
+
+
+def internal_error(path: str, exc: Exception) -> JSONResponse:
+    """500 INTERNAL for a bug, logged with type and location only: exception messages may
+    carry request data."""
+    log.error("unhandled error", extra={"route": path, "error_type": type(exc).__name__})
+    return error_response(ApiError("INTERNAL", "internal error"))

@@ -16,6 +16,20 @@ log = logging.getLogger("serve.http")
 _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
 
+def replay_body(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that hands the app a body already read, then the connection's own."""
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
 class BodyLimitMiddleware:
     """Refuse bodies over ``max_bytes`` with 413 PAYLOAD_TOO_LARGE before any parsing.
 
@@ -54,16 +68,7 @@ class BodyLimitMiddleware:
             chunks.append(body)
             if not message.get("more_body", False):
                 break
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replay_body(b"".join(chunks), receive), send)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         err = ApiError("PAYLOAD_TOO_LARGE", f"the body exceeds {self.max_bytes} bytes")

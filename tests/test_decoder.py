@@ -79,3 +79,87 @@ def test_template_decoder_sorted_and_prefers_clean_word(small_lexicon):
     out = dec.decode(clean_trace("world", kb), kb, k=8)
     assert out[0][0] == "world"
     assert [s for _, s in out] == sorted((s for _, s in out), reverse=True)
+
+
+def test_ctc_scores_are_each_words_own_ctc_likelihood(decoder, small_trained):
+    """Scoring a shortlist at once (padded lexicon targets) gives each word's own CTC score."""
+    import torch
+    import torch.nn.functional as F
+
+    from fl_app.features import encode_word
+
+    _, _, _, test = small_trained
+    swipe = test[0]
+    logp = decoder.frame_log_probs([(swipe.points, swipe.keyboard)])[0]
+    shortlist = decoder.shortlist(swipe.points, swipe.keyboard)
+    scores = decoder.candidate_scores(swipe.points, swipe.keyboard, logp, shortlist).ctc
+    for i, score in zip(shortlist.lexicon_index[:12], scores[:12], strict=True):
+        target = torch.tensor([encode_word(decoder.lexicon.words[i], decoder.spec.alphabet)])
+        own = -F.ctc_loss(
+            logp[:, None, :],
+            target,
+            torch.tensor([logp.shape[0]]),
+            torch.tensor([target.shape[1]]),
+            blank=0,
+            reduction="sum",
+        )
+        assert score == pytest.approx(float(own), rel=1e-5, abs=1e-4)
+
+
+def test_a_word_outside_the_alphabet_scores_impossible(small_trained, small_lexicon):
+    from fl_app.decoder import IMPOSSIBLE
+
+    spec, model, _, test = small_trained
+    decoder = LearnedDecoder(model, spec.features, small_lexicon.with_words(["naïve"]))
+    swipe = test[0]
+    logp = decoder.frame_log_probs([(swipe.points, swipe.keyboard)])[0]
+    idx = np.array([decoder.lexicon.words.index("naïve"), decoder.lexicon.words.index("the")])
+    scores = decoder._ctc_scores(logp, idx)
+    assert scores[0] == IMPOSSIBLE
+    assert IMPOSSIBLE < scores[1] < 0
+
+
+def test_serving_module_matches_the_model(small_trained):
+    """The scripted model the sidecar serves gives the eager model's output, batched or not,
+    and shares its weights."""
+    import torch
+
+    from fl_app.features import swipe_features
+    from fl_app.model import serving_module
+
+    spec, model, _, test = small_trained
+    scripted = serving_module(model)
+    feats = [
+        torch.from_numpy(swipe_features(s.points, s.keyboard, spec.features)) for s in test[:5]
+    ]
+    x = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
+    lengths = torch.tensor([len(f) for f in feats])
+    with torch.inference_mode():
+        for xb, lb in ((x, lengths), (x[:1, : lengths[0]], lengths[:1])):
+            eager, eager_len = model(xb, lb)
+            served, served_len = scripted(xb, lb)
+            assert torch.equal(eager_len, served_len)
+            assert torch.allclose(eager, served, atol=1e-5)
+    assert scripted.head.weight.data_ptr() == model.head.weight.data_ptr()
+
+
+def test_quantized_serving_module_decodes_like_the_float_model(small_trained, small_lexicon):
+    """int8 serving: log-probabilities close to the float model's and the same top word on
+    almost every held-out swipe; its weights are its own copy."""
+    import torch
+
+    from fl_app.model import serving_module
+
+    spec, model, _, test = small_trained
+    quantized = serving_module(model, quantize=True)
+    assert "quantized.dynamic" in str(quantized.head.graph)  # an int8 Linear serves
+    float_decoder = LearnedDecoder(model, spec.features, small_lexicon)
+    int8_decoder = LearnedDecoder(quantized, spec.features, small_lexicon)
+    pairs = [(s.points, s.keyboard) for s in test[:40]]
+    for a, b in zip(float_decoder.frame_log_probs(pairs), int8_decoder.frame_log_probs(pairs)):
+        assert torch.allclose(a, b, atol=0.15)
+    same = sum(
+        float_decoder.decode(p, kb, k=1)[0][0] == int8_decoder.decode(p, kb, k=1)[0][0]
+        for p, kb in pairs
+    )
+    assert same >= 38

@@ -120,6 +120,34 @@ def test_predict_k_and_explicit_keyboard(client, swipes):
     assert resp.status_code == 200, resp.text
 
 
+def test_predict_shortcut_answers_as_the_route_does(client, swipes):
+    """`application/json` is answered by serve.predict_shortcut; `application/vnd.x+json` goes
+    to the FastAPI route. Same answer, same errors, and the request metrics label both."""
+    import json
+
+    body = json.dumps({**unlabelled(swipes[2]), "k": 5})
+    answers = {}
+    for content_type in ("application/json", "application/vnd.swipefl+json"):
+        resp = client.post(
+            "/api/v1/predict", content=body, headers={"Content-Type": content_type}
+        )
+        assert resp.status_code == 200, resp.text
+        answers[content_type] = (resp.json(), resp.headers["X-Model-Version"])
+    assert answers["application/json"] == answers["application/vnd.swipefl+json"]
+    for content_type in ("application/json", "application/vnd.swipefl+json"):
+        bad = client.post(
+            "/api/v1/predict",
+            content=json.dumps({**unlabelled(swipes[2]), "k": 99}),
+            headers={"Content-Type": content_type},
+        )
+        assert_error(bad, 422, "INVALID_REQUEST")
+        broken = client.post("/api/v1/predict", content=b"{", headers={"Content-Type": content_type})
+        assert_error(broken, 422, "INVALID_REQUEST")
+    text = client.get("/metrics").text
+    labels = {"route": "/api/v1/predict", "status": "200"}
+    assert metric_value(text, "swipefl_http_request_duration_seconds_count", labels) >= 2
+
+
 def test_predict_needs_no_token(sidecar, swipes):
     resp = httpx.post(sidecar.url + "/api/v1/predict", json=unlabelled(swipes[0]))
     assert resp.status_code == 200

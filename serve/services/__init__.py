@@ -61,7 +61,13 @@ class Services:
                 ),
             )
 
-        manager = ModelManager(checkpoint_store, settings.device_dir, metrics, words.words_for)
+        manager = ModelManager(
+            checkpoint_store,
+            settings.device_dir,
+            metrics,
+            words.words_for,
+            quantize=settings.quantize,
+        )
         predictor = Predictor(
             manager,
             metrics,

@@ -52,6 +52,7 @@ from fl_app.decoder import LearnedDecoder
 from fl_app.features import collapse_repeats
 from fl_app.keyboard import NAMED_LAYOUTS, Keyboard, named_keyboard
 from fl_app.lexicon import Lexicon
+from fl_app.model import serving_module
 from fl_app.template import TemplateDecoder
 
 from .metrics import Metrics
@@ -195,11 +196,14 @@ def build_decoder(
     tensors: dict[str, np.ndarray],
     words: dict[str, float] | None,
     reuse: LearnedDecoder | None = None,
+    *,
+    quantize: bool = False,
 ) -> tuple[DecoderSpec, LearnedDecoder]:
     """Rebuild, load and test-decode; raises CheckpointRefused on any mismatch.
 
     ``reuse``: the decoder being served; when its lexicon and template params are the same,
     its template cache (per keyboard, the costly part of a warm-up) is shared, not rebuilt.
+    ``quantize``: serve int8 weights (``serving_module``); the test decode runs on what serves.
     """
     _check_tensor_table(manifest, tensors)
     section = manifest.get("decoder")
@@ -214,7 +218,7 @@ def build_decoder(
         raise CheckpointRefused("mismatch", f"decoder does not match the tensors: {exc}") from None
     if words:
         lexicon = lexicon.with_words(words)
-    decoder = spec.build_decoder(model.eval(), lexicon)
+    decoder = spec.build_decoder(serving_module(model, quantize), lexicon)
     if reuse is not None and same_templates(reuse.template, decoder.template):
         decoder.template = reuse.template
     test_decode(decoder, default_keyboard(spec.language))
@@ -289,7 +293,10 @@ class ModelManager:
         device_dir: Path,
         metrics: Metrics,
         words: Callable[[str], dict[str, float]] = lambda language: {},
+        *,
+        quantize: bool = False,
     ) -> None:
+        self.quantize = quantize
         self._store_factory = store_factory
         self._store: CheckpointStore | None = None
         self.device_dir = Path(device_dir)
@@ -426,7 +433,11 @@ class ModelManager:
         language = (manifest.get("decoder") or {}).get("language", "en")
         current = self.current
         spec, decoder = build_decoder(
-            manifest, tensors, self._words(language), current.decoder if current else None
+            manifest,
+            tensors,
+            self._words(language),
+            current.decoder if current else None,
+            quantize=self.quantize,
         )
         self._warm(decoder, spec.language)
         served = ServedModel(decoder, spec, dict(pointer), manifest, tensors)
@@ -489,6 +500,7 @@ class ModelManager:
                 tensors,
                 self._words(base.language),
                 base.decoder,
+                quantize=self.quantize,
             )
         except CheckpointRefused as exc:
             log.warning("personalized model refused", extra={"reason": exc.reason})

@@ -1,13 +1,15 @@
 """Predictions off the event loop: decode threads, concurrent requests batched.
 
-Requests queue up; a decode thread takes whatever is waiting (up to ``max_batch``), runs the
-model once over the batch (``LearnedDecoder.frame_log_probs``) and scores each swipe's
-shortlist, with the ``ServedModel`` it read once for the batch. A helper thread per decode
-thread builds the shortlists (template pass, numpy) while the model runs, then CTC-scores half
-the batch: the model's and CTC's kernels release the GIL, so a batch uses two cores. Results
-go back to the event loop with ``call_soon_threadsafe``. The event loop never runs model code.
-With ``workers`` > 1 several threads decode at once; a decoder is only read by them (its
-caches fill by plain dict assignment).
+A request's model input (``swipe_features``, numpy) is computed on the event loop as it
+arrives, while the decode thread runs the model on the batch before. Requests queue up; a decode
+thread takes whatever is waiting (up to ``max_batch``), runs the model once over the batch
+(``LearnedDecoder.log_probs_of_features``; the served model is TorchScript, so the whole forward
+runs without the GIL) and scores each swipe's shortlist, with the ``ServedModel`` it read once
+for the batch. A helper thread per decode thread builds the shortlists (template pass, numpy)
+while the model runs, then CTC-scores half the batch: the model's and CTC's kernels release the
+GIL, so a batch uses two cores. Results go back to the event loop with
+``call_soon_threadsafe``. The event loop never runs model code. With ``workers`` > 1 several
+threads decode at once; a decoder is only read by them (its caches fill by plain assignment).
 """
 
 from __future__ import annotations
@@ -18,12 +20,15 @@ import math
 import queue
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from fl_app.decoder import LearnedDecoder, Shortlist
+from fl_app.features import FeatureSpec, swipe_features
 from fl_app.swipe import Swipe
 
 from ..errors import ApiError, model_not_loaded
@@ -38,6 +43,8 @@ Candidates = list[tuple[str, float]]
 @dataclass
 class _Job:
     swipe: Swipe
+    features: np.ndarray | None  # computed on the event loop with `feature_spec`
+    feature_spec: FeatureSpec
     k: int
     future: asyncio.Future
     loop: asyncio.AbstractEventLoop
@@ -90,12 +97,22 @@ class Predictor:
         self._helper.shutdown(wait=False, cancel_futures=True)
 
     async def predict(self, swipe: Swipe, k: int) -> tuple[Candidates, ServedModel]:
-        if self.manager.current is None:
+        served = self.manager.current
+        if served is None:
             raise model_not_loaded()
+        t0 = time.perf_counter()
+        # The model's input features are computed here, while the decode thread runs the model
+        # on the batch before: numpy on small arrays holds the GIL, so on the decode thread they
+        # would lengthen every batch.
+        spec = served.decoder.spec
+        try:
+            features: np.ndarray | None = swipe_features(swipe.points, swipe.keyboard, spec)
+        except Exception:  # the decode thread retries it, and fails only this request
+            features = None
         loop = asyncio.get_running_loop()
         future: asyncio.Future = loop.create_future()
         try:
-            self._queue.put_nowait(_Job(swipe, k, future, loop, time.perf_counter()))
+            self._queue.put_nowait(_Job(swipe, features, spec, k, future, loop, t0))
         except queue.Full:
             raise ApiError(
                 "OVERLOADED", "too many predictions waiting", headers={"Retry-After": "1"}
@@ -137,22 +154,45 @@ class Predictor:
             return
         self.metrics.predict_batch.observe(len(batch))
         decoder = served.decoder
-        # The shortlists need only the traces: the helper builds them while this thread runs
-        # the model (whose kernels release the GIL), then each takes half the CTC scoring.
-        pending = self._helper.submit(_shortlists, decoder, batch)
+        n = len(batch)
+        shortlists: list[Shortlist | None] = [None] * n
+        logps: list[torch.Tensor | None] = [None] * n
+        model_done = threading.Event()
+        work = iter(range(n))  # shared by both threads: list iterators hand out each index once
+
+        def helper() -> None:
+            # While this thread runs the model (no GIL held), the helper builds shortlists; then
+            # both threads take jobs from `work` and CTC-score them, so neither waits on a half.
+            for i in range(n):
+                if model_done.is_set():
+                    break
+                try:
+                    shortlists[i] = decoder.shortlist(
+                        batch[i].swipe.points, batch[i].swipe.keyboard
+                    )
+                except Exception:
+                    log.exception("shortlist failed; decoding one by one")
+                    break
+            model_done.wait()
+            self._finish(served, batch, logps, shortlists, work)
+
+        other = self._helper.submit(helper)
         try:
-            logps = decoder.frame_log_probs([(j.swipe.points, j.swipe.keyboard) for j in batch])
+            logps[:] = decoder.log_probs_of_features(
+                [
+                    j.features
+                    if j.features is not None and j.feature_spec == decoder.spec
+                    # else a release changed the features (or they failed on the loop)
+                    else swipe_features(j.swipe.points, j.swipe.keyboard, decoder.spec)
+                    for j in batch
+                ]
+            )
         except Exception:
             log.exception("batched model call failed; decoding one by one")
-            logps = [None] * len(batch)
-        try:
-            shortlists = pending.result()
-        except Exception:
-            log.exception("shortlists failed; decoding one by one")
-            shortlists = [None] * len(batch)
-        half = self._helper.submit(self._finish, served, batch[1::2], logps[1::2], shortlists[1::2])
-        self._finish(served, batch[::2], logps[::2], shortlists[::2])
-        half.result()
+        finally:
+            model_done.set()
+        self._finish(served, batch, logps, shortlists, work)
+        other.result()
 
     def _finish(
         self,
@@ -160,10 +200,12 @@ class Predictor:
         jobs: list[_Job],
         logps: list[torch.Tensor | None],
         shortlists: list[Shortlist | None],
+        work: Iterator[int],
     ) -> None:
-        """CTC-score each job's shortlist and answer it."""
+        """CTC-score the jobs whose index this thread takes from ``work``, and answer them."""
         decoder = served.decoder
-        for job, logp, shortlist in zip(jobs, logps, shortlists, strict=True):
+        for i in work:
+            job, logp, shortlist = jobs[i], logps[i], shortlists[i]
             result, error = None, None
             for attempt in range(2):  # one retry: a decoder cache may have been pruned meanwhile
                 try:
@@ -194,7 +236,3 @@ class Predictor:
         if logp is None:
             logp = decoder.frame_log_probs([(points, keyboard)])[0]
         return decoder.ranked(decoder.candidate_scores(points, keyboard, logp, shortlist), job.k)
-
-
-def _shortlists(decoder: LearnedDecoder, batch: list[_Job]) -> list[Shortlist]:
-    return [decoder.shortlist(j.swipe.points, j.swipe.keyboard) for j in batch]
