@@ -128,9 +128,7 @@ def test_predict_shortcut_answers_as_the_route_does(client, swipes):
     body = json.dumps({**unlabelled(swipes[2]), "k": 5})
     answers = {}
     for content_type in ("application/json", "application/vnd.swipefl+json"):
-        resp = client.post(
-            "/api/v1/predict", content=body, headers={"Content-Type": content_type}
-        )
+        resp = client.post("/api/v1/predict", content=body, headers={"Content-Type": content_type})
         assert resp.status_code == 200, resp.text
         answers[content_type] = (resp.json(), resp.headers["X-Model-Version"])
     assert answers["application/json"] == answers["application/vnd.swipefl+json"]
@@ -141,7 +139,9 @@ def test_predict_shortcut_answers_as_the_route_does(client, swipes):
             headers={"Content-Type": content_type},
         )
         assert_error(bad, 422, "INVALID_REQUEST")
-        broken = client.post("/api/v1/predict", content=b"{", headers={"Content-Type": content_type})
+        broken = client.post(
+            "/api/v1/predict", content=b"{", headers={"Content-Type": content_type}
+        )
         assert_error(broken, 422, "INVALID_REQUEST")
     text = client.get("/metrics").text
     labels = {"route": "/api/v1/predict", "status": "200"}
