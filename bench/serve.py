@@ -306,6 +306,9 @@ def main() -> None:
     parser.add_argument("--model", choices=sorted(MODELS), default="base")
     parser.add_argument("--seconds", type=float, default=8.0, help="per predict measurement")
     parser.add_argument("--concurrency", default="1,8,32")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="runs per concurrency; the median run is reported"
+    )
     parser.add_argument("--single-requests", type=int, default=3000)
     parser.add_argument("--batch-requests", type=int, default=150)
     parser.add_argument("--release-trials", type=int, default=5)
@@ -369,12 +372,17 @@ def main() -> None:
         server.start()
         try:
             asyncio.run(closed_loop(port, 4, predict_bodies, "/api/v1/predict", total=200))
-            predict: dict[int, LoadResult] = {}
+            predict: dict[int, list[LoadResult]] = {}
             for c in levels:
                 print(f"predict, concurrency {c} ...", flush=True)
-                predict[c] = asyncio.run(
-                    closed_loop(port, c, predict_bodies, "/api/v1/predict", duration=args.seconds)
-                )
+                predict[c] = [
+                    asyncio.run(
+                        closed_loop(
+                            port, c, predict_bodies, "/api/v1/predict", duration=args.seconds
+                        )
+                    )
+                    for _ in range(max(1, args.repeats))
+                ]
             report["predict"] = predict
 
             print("ingest, single swipes ...", flush=True)
@@ -436,6 +444,11 @@ def main() -> None:
     print(args.out.read_text())
 
 
+def median_run(runs: list[LoadResult]) -> LoadResult:
+    """The run whose p99 is the median of the runs' (the upper one of an even count)."""
+    return sorted(runs, key=lambda r: r.pct(99))[len(runs) // 2]
+
+
 def write_report(args, command, started, host, spec, report) -> None:
     raw: LoadResult = report["raw"]
     lines = [
@@ -452,15 +465,20 @@ def write_report(args, command, started, host, spec, report) -> None:
         "",
         "## Predict (`POST /api/v1/predict`, k=4)",
         "",
-        "| | requests/s | p50 ms | p99 ms | errors | vs raw decode |",
-        "|---|---:|---:|---:|---:|---:|",
+        f"Each HTTP level ran {args.repeats} times for {args.seconds:g} s; the row is the run with "
+        "the median p99, and the last column has every run's p99.",
+        "",
+        "| | requests/s | p50 ms | p99 ms | errors | vs raw decode | p99 of each run |",
+        "|---|---:|---:|---:|---:|---:|---|",
         f"| raw in-process `decode`, 1 thread | {fmt(raw.rate)} | {fmt(raw.pct(50), 2)} | "
-        f"{fmt(raw.pct(99), 2)} | - | 1.00 |",
+        f"{fmt(raw.pct(99), 2)} | - | 1.00 | |",
     ]
-    for c, r in report["predict"].items():
+    for c, runs in report["predict"].items():
+        r = median_run(runs)
+        every = ", ".join(fmt(run.pct(99), 1) for run in runs)
         lines.append(
             f"| HTTP, concurrency {c} | {fmt(r.rate)} | {fmt(r.pct(50), 2)} | {fmt(r.pct(99), 2)}"
-            f" | {r.errors} | {r.rate / raw.rate:.2f} |"
+            f" | {sum(run.errors for run in runs)} | {r.rate / raw.rate:.2f} | {every} |"
         )
     singles, batches, committed, expected = report["ingest"]
     forced, watched = report["release"]
@@ -492,11 +510,13 @@ def write_report(args, command, started, host, spec, report) -> None:
         f"{fmt(statistics.median(watched), 3)} | {fmt(max(watched), 3)} |",
         "",
     ]
-    predict = report["predict"]
+    predict = {c: median_run(runs) for c, runs in report["predict"].items()}
     checks = []
     if 8 in predict:
         p99 = predict[8].pct(99)
-        checks.append(("p99 predict at concurrency 8 <= 25 ms", f"{p99:.1f} ms", p99 <= 25))
+        checks.append(
+            ("p99 predict at concurrency 8 <= 25 ms (median run)", f"{p99:.1f} ms", p99 <= 25)
+        )
     worst = min(r.rate / raw.rate for r in predict.values())
     checks += [
         ("predict throughput >= 50% of raw decoding (every level)", f"{worst:.2f}x", worst >= 0.5),
@@ -517,11 +537,13 @@ def write_report(args, command, started, host, spec, report) -> None:
     lines += [f"| {name} | {value} | {'yes' if ok else 'no'} |" for name, value, ok in checks]
     lines += [
         "",
-        "A closed loop at concurrency c has latency of about c / throughput (Little's law): the",
-        "p99 target at concurrency 8 needs about 320 predictions/s, i.e. about 3 ms of CPU a",
-        "prediction, while raw in-process decoding of this model alone takes the time shown in the",
-        "first row. Numbers vary by tens of percent between runs on a shared machine (see the",
-        "load average above).",
+        "A closed loop at concurrency c has a mean latency of c / throughput (Little's law): a",
+        "p99 of 25 ms at concurrency 8 takes a mean near 15 ms, about 530 predictions/s, while",
+        "raw in-process decoding of one swipe at a time takes the time in the first row. The",
+        "machine's two cores are not independent: a model forward that takes 3.5 ms alone takes",
+        "6.4 ms while another process computes, so two busy threads give about 1.3 cores.",
+        "Numbers vary by several percent between runs (see every run's p99 and the load",
+        "average above).",
         "",
     ]
     args.out.parent.mkdir(parents=True, exist_ok=True)

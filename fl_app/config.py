@@ -25,6 +25,7 @@ from fl_app.bundle import DecoderSpec
 CONF_DIR_ENV = "SWIPEFL_CONF_DIR"
 CACHE_ENV = "SWIPEFL_CACHE"
 STRATEGIES = ("fedavg", "fedprox", "fedadam")
+LR_SCHEDULES = ("constant", "cosine")
 # Config keys that must never carry a value into a manifest or a log line.
 _SECRET_KEY_RE = re.compile(r"(secret|password|passwd|token|credential|access[_-]?key)", re.I)
 
@@ -135,6 +136,11 @@ def validate(cfg: DictConfig) -> None:
         _need(int(fed[key]) >= 0, f"federation.{key}", "non-negative")
     _need(float(train.epochs) > 0, "train.epochs", "positive")
     _need(float(train.lr) > 0, "train.lr", "positive")
+    _need(
+        str(train.get("lr_schedule", "constant")) in LR_SCHEDULES,
+        "train.lr_schedule",
+        f"one of {LR_SCHEDULES}",
+    )
     _need(int(train.batch_size) >= 1, "train.batch_size", "at least 1")
     _need(int(train.min_swipes) >= 1, "train.min_swipes", "at least 1")
     _need(int(ev.users) >= 1 and int(ev.swipes_per_user) >= 1, "evaluation", "users/swipes >= 1")

@@ -164,6 +164,12 @@ def _length_bucketed_batches(
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
+def cosine_factor(frac: float) -> float:
+    """Cosine decay from 1 to 0.1 as `frac` goes from 0 to 1 (steps of a run, or rounds of a
+    federation: `train.lr_schedule=cosine`)."""
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, max(0.0, frac))))
+
+
 def _lr_schedule(config: TrainConfig, plan: dict[str, int]) -> Callable[[int], float]:
     def factor(step: int) -> float:
         total = plan["total"]
@@ -171,8 +177,7 @@ def _lr_schedule(config: TrainConfig, plan: dict[str, int]) -> Callable[[int], f
             return (step + 1) / config.warmup_steps
         if not config.cosine or total <= config.warmup_steps:
             return 1.0
-        frac = (step - config.warmup_steps) / max(1, total - config.warmup_steps)
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
+        return cosine_factor((step - config.warmup_steps) / max(1, total - config.warmup_steps))
 
     return factor
 

@@ -50,6 +50,7 @@ def test_overrides_change_the_run(tmp_path):
         ("strategy=nope", "strategy"),
         ("federation.min_success_share=1.5", "min_success_share"),
         ("train.lr=0", "train.lr"),
+        ("train.lr_schedule=linear", "train.lr_schedule"),
         ("resume.round=3", "resume.round: needs resume.run_id"),
         ("run_id=../x", "run_id"),
         ("no_such_key=1", "cannot compose"),

@@ -295,6 +295,22 @@ def test_round_where_all_clients_fail_has_no_release(tmp_path, synth_cache):
     assert manifest["sha256"] == store.load_manifest(summary.run_id, 0)["sha256"]
 
 
+@pytest.mark.slow
+def test_cosine_lr_schedule_decays_over_the_runs_rounds(tmp_path, synth_cache):
+    """With train.lr_schedule=cosine the server sends each round a lower learning rate, from
+    train.lr to a tenth of it at the last round; the clients train with what they are sent."""
+    cfg = finalize(
+        compose(
+            smoke(tmp_path, synth_cache, "simulation.num_supernodes=2", "federation.num_rounds=3",
+                  "federation.fraction_evaluate=0", "train.epochs=0.5", "train.lr_schedule=cosine")
+        )
+    )  # fmt: skip
+    summary = run_experiment(cfg, echo=lambda line: None)
+    lrs = [r["train"]["train-lr"] for r in summary.records if r["round"] > 0]
+    lr = float(cfg.train.lr)
+    assert lrs == pytest.approx([lr, 0.55 * lr, 0.1 * lr])
+
+
 def _reply(arrays: dict | None, n: int = 10, error: str | None = None) -> Message:
     metadata = Metadata(1, "m", 2, 1, "q", "1", time.time(), 3600.0, "train")
     if error is not None:

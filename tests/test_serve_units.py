@@ -29,6 +29,7 @@ def test_settings_defaults(monkeypatch):
     s = Settings()
     assert s.host == "127.0.0.1"  # loopback unless told otherwise
     assert s.token is None and s.checkpoint_store == "local"
+    assert s.quantize is True  # int8 serving unless SWIPEFL_QUANTIZE=false
     monkeypatch.setenv("SWIPEFL_API_TOKEN", "abc-secret")
     monkeypatch.setenv("SWIPEFL_RELOAD_INTERVAL_S", "2.5")
     s = Settings()
@@ -152,6 +153,30 @@ def test_manager_refuses_and_keeps_serving(tmp_path):
     assert manager.check().reason == "refused_before"  # not retried by the watcher
     assert manager.check(force=True).reason == "mismatch"
     assert manager.refused == 2
+
+
+def test_manager_serves_int8_when_asked_and_float_otherwise(tmp_path):
+    """The sidecar's default (SWIPEFL_QUANTIZE=true) serves dynamic-int8 weights; both forms
+    pass the test decode and give the same words for the same traces."""
+    store = CheckpointStore(LocalDirBackend(tmp_path / "ckpt", fsync=False))
+    store.save("r", 1, release_tensors(), manifest={"decoder": SMALL_SPEC.to_manifest()})
+    store.promote("r", 1)
+    served = {}
+    for quantize in (True, False):
+        manager = ModelManager(
+            lambda: store, tmp_path / f"device-{quantize}", Metrics(), quantize=quantize
+        )
+        assert manager.check().result == "loaded"
+        served[quantize] = manager.current.decoder
+    assert "quantized.dynamic" in str(served[True].model.head.graph)
+    assert "quantized" not in str(served[False].model.head.graph)
+    for swipe in synthetic_swipes(6, seed=9):
+        parsed = parse_swipe(swipe)
+        words = [
+            [w for w, _ in served[q].decode(parsed.points, parsed.keyboard, k=3)]
+            for q in (True, False)
+        ]
+        assert words[0][0] == words[1][0]
 
 
 def test_parser_caches_keyboards_and_reports_codes():

@@ -28,6 +28,7 @@ PROXIMAL_MU = "proximal-mu"  # added by Flower's FedProx.configure_train
 # Reply metrics.
 TRAIN_LOSS = "train-loss"
 TRAIN_SECONDS = "train-seconds"
+TRAIN_LR = "train-lr"  # the learning rate the round's clients trained with
 EVAL_LOSS = "eval-loss"
 EVAL_TOP1 = "eval-top1"
 # Node config keys (deployment: `flower-supernode --node-config "swipe-store='/abs/s.sqlite'"`).

@@ -6,7 +6,9 @@
 - training rounds count the sampled clients that succeeded and failed; when fewer than
   `min_success_share` of them succeeded, the round keeps the previous model (no aggregation, so
   no release either) and is reported;
-- federated evaluation results are kept for the round's metrics line.
+- federated evaluation results are kept for the round's metrics line;
+- with `train.lr_schedule=cosine`, the learning rate sent to a round's clients decays over the
+  run's rounds from `train.lr` to a tenth of it (`training.cosine_factor`).
 
 FedAdam's server-side state (first and second moments) is saved beside each checkpoint's tensors
 (`strategy_state.safetensors`) and restored on resume.
@@ -26,6 +28,8 @@ from flwr.serverapp.strategy import FedAdam, FedAvg, FedProx
 from omegaconf import DictConfig
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
+
+from fl_app.training import cosine_factor
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +77,16 @@ class RoundBookkeeping:
     """Mixin placed before a Flower strategy class; see the module docstring."""
 
     ledger: RoundLedger
+    lr_schedule: str = "constant"  # train.lr_schedule
+    num_rounds: int = 1  # this run's rounds (federation.num_rounds)
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         rnd = self.ledger.global_round(server_round)
+        if self.lr_schedule == "cosine":  # over this run's rounds, so a resumed run decays anew
+            factor = cosine_factor((server_round - 1) / max(1, self.num_rounds - 1))
+            config = ConfigRecord({**dict(config), "lr": float(config["lr"]) * factor})
         messages = list(super().configure_train(rnd, arrays, config, grid))  # type: ignore[misc]
         self.ledger.train[rnd] = TrainOutcome(round=rnd, sampled=len(messages))
         return messages
@@ -166,6 +175,8 @@ def build_strategy(cfg: DictConfig, ledger: RoundLedger) -> FedAvg:
     else:  # validate() refuses other names first
         raise ValueError(f"unknown strategy {name!r}")
     strategy.ledger = ledger  # type: ignore[attr-defined]
+    strategy.lr_schedule = str(cfg.train.get("lr_schedule", "constant"))  # type: ignore[attr-defined]
+    strategy.num_rounds = int(fed.num_rounds)  # type: ignore[attr-defined]
     return strategy
 
 
