@@ -16,6 +16,8 @@
     python bench/federation.py --init pretrained --regime shifted --rounds 20 --eval-users 20 \
         --clients-per-round 100 --epochs 2 --batch 16 --lr-schedule constant \
         --out bench/results/federation-shifted-40passes.md
+    python bench/federation.py --init pretrained --regime shifted --rounds 100 --eval-users 20 \
+        --out bench/results/federation-shifted-sampled.md
 
 `--init pretrained` starts both arms from the product's first release: a model trained
 centrally on other synthetic users (`--pretrain-users`, never federated, never evaluated), stored
