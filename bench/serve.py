@@ -451,6 +451,7 @@ def median_run(runs: list[LoadResult]) -> LoadResult:
 
 def write_report(args, command, started, host, spec, report) -> None:
     raw: LoadResult = report["raw"]
+    predict = {c: median_run(runs) for c, runs in report["predict"].items()}
     lines = [
         "# Sidecar benchmark (`bench/serve.py`)",
         "",
@@ -474,7 +475,7 @@ def write_report(args, command, started, host, spec, report) -> None:
         f"{fmt(raw.pct(99), 2)} | - | 1.00 | |",
     ]
     for c, runs in report["predict"].items():
-        r = median_run(runs)
+        r = predict[c]
         every = ", ".join(fmt(run.pct(99), 1) for run in runs)
         lines.append(
             f"| HTTP, concurrency {c} | {fmt(r.rate)} | {fmt(r.pct(50), 2)} | {fmt(r.pct(99), 2)}"
@@ -510,7 +511,6 @@ def write_report(args, command, started, host, spec, report) -> None:
         f"{fmt(statistics.median(watched), 3)} | {fmt(max(watched), 3)} |",
         "",
     ]
-    predict = {c: median_run(runs) for c, runs in report["predict"].items()}
     checks = []
     if 8 in predict:
         p99 = predict[8].pct(99)

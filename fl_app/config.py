@@ -137,7 +137,7 @@ def validate(cfg: DictConfig) -> None:
     _need(float(train.epochs) > 0, "train.epochs", "positive")
     _need(float(train.lr) > 0, "train.lr", "positive")
     _need(
-        str(train.get("lr_schedule", "constant")) in LR_SCHEDULES,
+        str(train.lr_schedule) in LR_SCHEDULES,
         "train.lr_schedule",
         f"one of {LR_SCHEDULES}",
     )

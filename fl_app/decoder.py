@@ -8,7 +8,8 @@ scored, so words never seen in training and words added to the lexicon later dec
 
 from __future__ import annotations
 
-import warnings
+import functools
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -18,7 +19,7 @@ import torch.nn.functional as F
 from fl_app.features import FeatureSpec, encode_word, swipe_features
 from fl_app.keyboard import Keyboard
 from fl_app.lexicon import Lexicon
-from fl_app.model import SwipeModel
+from fl_app.model import SwipeModel, scripted
 from fl_app.swipe import Swipe
 from fl_app.template import TemplateDecoder, TemplateParams, top_k_words
 
@@ -77,17 +78,11 @@ def _ctc_nll_eager(
     )
 
 
-def _scripted(fn):
-    """`fn` as TorchScript: one GIL release for all its ops, as in `serving_module`."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            return torch.jit.script(fn)
-    except Exception:  # a torch without TorchScript
-        return fn
-
-
-_ctc_nll = _scripted(_ctc_nll_eager)
+@functools.cache
+def _ctc_nll() -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+    """`_ctc_nll_eager` scripted (one GIL release for its ops), on first use: processes that
+    never decode (trainers, ClientApps) do not pay for scripting at import."""
+    return scripted(_ctc_nll_eager)
 
 
 @dataclass
@@ -192,7 +187,7 @@ class LearnedDecoder:
         if len(idx) == 0:
             return np.zeros(0)
         targets = self._lexicon_targets()
-        nll = _ctc_nll(
+        nll = _ctc_nll()(
             logp, torch.from_numpy(targets.padded[idx]), torch.from_numpy(targets.lengths[idx])
         )
         ll = -nll.numpy().astype(np.float64)

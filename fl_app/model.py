@@ -7,8 +7,11 @@ decoder turns those frame scores into lexicon-word scores (fl_app/decoder.py).
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -84,27 +87,40 @@ def serving_module(model: SwipeModel, quantize: bool = False) -> nn.Module:
     between the ops; where scripting fails, the eager model serves (correct, slower under load).
 
     ``quantize``: dynamic int8 weights for the GRU and the head (activations stay float), the
-    usual on-device trade: the base model's batch-8 forward 6.2 -> 4.2 ms, log-probabilities
-    within about 0.01. Without it the module shares `model`'s weights; with it, it has its own.
+    usual on-device trade; `bench/quantization.py` measures its speed and accuracy against
+    float. Without it the module shares `model`'s weights; with it, it has its own.
     """
     model.eval()
     served: nn.Module = model
-    with warnings.catch_warnings():
-        # Both APIs warn of deprecation from torch 2.13 on; both still work, and a release
-        # without them falls back below.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.filterwarnings("ignore", message=".*deprecated.*", category=UserWarning)
-        if quantize:
-            try:
+    if quantize:
+        try:
+            with _deprecations_quiet():
                 served = torch.ao.quantization.quantize_dynamic(
                     model, {nn.GRU, nn.Linear}, dtype=torch.qint8
                 )
-            except Exception:  # no quantized engine here: float weights
-                served = model
-        try:
-            return torch.jit.script(served)
-        except Exception:  # a torch without TorchScript
-            return served
+        except Exception:  # no quantized engine here: float weights
+            served = model
+    return scripted(served)
+
+
+def scripted(fn_or_module: Any) -> Any:
+    """TorchScript of a function or module (one GIL release for all its ops), or the object
+    itself on a torch without TorchScript."""
+    try:
+        with _deprecations_quiet():
+            return torch.jit.script(fn_or_module)
+    except Exception:
+        return fn_or_module
+
+
+@contextlib.contextmanager
+def _deprecations_quiet() -> Iterator[None]:
+    # torch.jit and torch.ao.quantization warn of deprecation from torch 2.13 on; both still
+    # work, and a release without them falls back where they are called.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*deprecated.*", category=UserWarning)
+        yield
 
 
 def count_parameters(model: nn.Module) -> int:

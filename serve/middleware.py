@@ -16,6 +16,28 @@ log = logging.getLogger("serve.http")
 _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
 
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_body(receive: Receive, max_bytes: int | None = None) -> bytes | None:
+    """The whole request body, or None when the client disconnects first; BodyTooLarge as soon
+    as more than ``max_bytes`` have arrived."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if max_bytes is not None and size > max_bytes:
+            raise BodyTooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
 def replay_body(body: bytes, receive: Receive) -> Receive:
     """A ``receive`` that hands the app a body already read, then the connection's own."""
     replayed = False
@@ -54,21 +76,13 @@ class BodyLimitMiddleware:
                 if declared > self.max_bytes:
                     await self._too_large(scope, receive, send)
                     return
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body = message.get("body", b"")
-            size += len(body)
-            if size > self.max_bytes:
-                await self._too_large(scope, receive, send)
-                return
-            chunks.append(body)
-            if not message.get("more_body", False):
-                break
-        await self.app(scope, replay_body(b"".join(chunks), receive), send)
+        try:
+            body = await read_body(receive, self.max_bytes)
+        except BodyTooLarge:
+            await self._too_large(scope, receive, send)
+            return
+        if body is not None:  # None: the client went away
+            await self.app(scope, replay_body(body, receive), send)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         err = ApiError("PAYLOAD_TOO_LARGE", f"the body exceeds {self.max_bytes} bytes")

@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .api.routes.predict import PATH, answer, router
 from .errors import ApiError, error_response, internal_error
-from .middleware import replay_body
+from .middleware import read_body, replay_body
 from .schemas import PredictRequest
 
 _ROUTE = next(r for r in router.routes if getattr(r, "path", None) == PATH)
@@ -45,15 +45,9 @@ class PredictShortcut:
         ):
             await self.app(scope, receive, send)
             return
-        chunks: list[bytes] = []
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
+        body = await read_body(receive)  # the body limit outside has already bounded it
+        if body is None:
+            return
         state = scope["app"].state
         services = getattr(state, "services", None)
         try:

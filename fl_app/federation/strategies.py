@@ -175,7 +175,7 @@ def build_strategy(cfg: DictConfig, ledger: RoundLedger) -> FedAvg:
     else:  # validate() refuses other names first
         raise ValueError(f"unknown strategy {name!r}")
     strategy.ledger = ledger  # type: ignore[attr-defined]
-    strategy.lr_schedule = str(cfg.train.get("lr_schedule", "constant"))  # type: ignore[attr-defined]
+    strategy.lr_schedule = str(cfg.train.lr_schedule)  # type: ignore[attr-defined]
     strategy.num_rounds = int(fed.num_rounds)  # type: ignore[attr-defined]
     return strategy
 

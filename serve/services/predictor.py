@@ -6,8 +6,8 @@ thread takes whatever is waiting (up to ``max_batch``), runs the model once over
 (``LearnedDecoder.log_probs_of_features``; the served model is TorchScript, so the whole forward
 runs without the GIL) and scores each swipe's shortlist, with the ``ServedModel`` it read once
 for the batch. A helper thread per decode thread builds the shortlists (template pass, numpy)
-while the model runs, then CTC-scores half the batch: the model's and CTC's kernels release the
-GIL, so a batch uses two cores. Results go back to the event loop with
+while the model runs; then both take the batch's jobs from one shared iterator and CTC-score
+them: the model's and CTC's kernels release the GIL, so a batch uses two cores. Results go back to the event loop with
 ``call_soon_threadsafe``. The event loop never runs model code. With ``workers`` > 1 several
 threads decode at once; a decoder is only read by them (its caches fill by plain assignment).
 """
