@@ -76,6 +76,11 @@ def main() -> None:
     p.add_argument("--swipes-per-user", type=int, default=60)
     p.add_argument("--epochs", type=float, default=4.0)
     p.add_argument("--test-users", type=int, default=300, help="per test set, 10 swipes each")
+    p.add_argument(
+        "--no-budget",
+        action="store_true",
+        help="no training time budget: the step count follows from --epochs (reproducible)",
+    )
     p.add_argument("--out", type=Path, default=RESULTS / "accuracy.md")
     args = p.parse_args()
     if args.quick:
@@ -90,7 +95,7 @@ def main() -> None:
         tune_users=max(10, args.test_users // 3),
         test_users=args.test_users,
         test_swipes_per_user=10,
-        time_budget_s=args.minutes * 60,
+        time_budget_s=None if args.no_budget else args.minutes * 60,
     )
     lexicon = cfg.spec.lexicon()
     t0 = time.perf_counter()
@@ -111,7 +116,7 @@ def main() -> None:
     tpl_latency = decode_latency(template, data.test)
     table, calibrated = generator_table(lexicon)
     results = {
-        "command": "python bench/accuracy.py" + (" --quick" if args.quick else ""),
+        "command": "python bench/accuracy.py " + " ".join(sys.argv[1:]),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}",
         "training_swipes": len(data.train),
         "parameters": count_parameters(model),
