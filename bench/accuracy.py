@@ -22,23 +22,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fl_app.bundle import DecoderSpec
-from fl_app.centralized import CentralConfig, make_datasets, train_central, tuned_decoders
-from fl_app.evaluation import evaluate_decoder
-from fl_app.model import count_parameters
-from fl_app.swipe_stats import compare_table, compute_stats, within_real_iqr
-from fl_app.synth import make_users
-from fl_app.training import TrainConfig
+from fl_app.decoder.evaluation import evaluate_decoder
+from fl_app.decoder.model import count_parameters
+from fl_app.decoder.spec import DecoderSpec
+from fl_app.decoder.training import TrainConfig
+from fl_app.synthetic.centralized import CentralConfig, make_datasets, train_central, tuned_decoders
+from fl_app.synthetic.stats import CALIBRATED, compare_table, compute_stats, within_real_iqr
+from fl_app.synthetic.users import make_users
 
 RESULTS = Path(__file__).resolve().parent / "results"
-CALIBRATED = [
-    "start_offset_x_kw",
-    "start_offset_y_kw",
-    "end_offset_x_kw",
-    "end_offset_y_kw",
-    "ms_per_letter",
-    "path_ratio",
-]
 
 
 def decode_latency(decoder, swipes, n: int = 500) -> dict[str, float]:

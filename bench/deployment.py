@@ -24,10 +24,10 @@ from pathlib import Path
 
 from report_header import report_header, write_report
 
+from fl_app.decoder.lexicon import load_lexicon
 from fl_app.deploy import Deployment
-from fl_app.lexicon import load_lexicon
-from fl_app.store import SwipeStore
-from fl_app.synth import make_user
+from fl_app.swipes.store import SwipeStore
+from fl_app.synthetic.users import make_user
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "deployment.md"
 

@@ -53,14 +53,14 @@ from pathlib import Path
 import torch
 from report_header import report_header, write_report
 
-from fl_app.bundle import model_arrays
-from fl_app.centralized import user_swipes
-from fl_app.config import compose, decoder_spec, finalize
-from fl_app.experiment import run_experiment
+from fl_app.decoder.spec import model_arrays
+from fl_app.decoder.training import SwipeDataset, TrainConfig, train
+from fl_app.federation.config import compose, decoder_spec, finalize
 from fl_app.federation.data import ensure_synthetic_store, spec_lexicon
+from fl_app.federation.experiment import run_experiment
 from fl_app.federation.server import CentralEvaluator, make_store
-from fl_app.store import SwipeStore
-from fl_app.training import SwipeDataset, TrainConfig, train
+from fl_app.swipes.store import SwipeStore
+from fl_app.synthetic.centralized import user_swipes
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "federation.md"
 PRETRAIN_RUN = "pretrained"

@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fl_app.bundle import DecoderSpec
-from fl_app.centralized import TEST_SEED, user_swipes
-from fl_app.model import count_parameters
-from fl_app.template import TemplateDecoder
+from fl_app.decoder.model import count_parameters
+from fl_app.decoder.spec import DecoderSpec
+from fl_app.decoder.template import TemplateDecoder
+from fl_app.synthetic.centralized import TEST_SEED, user_swipes
 
 OUT = Path(__file__).resolve().parent / "results" / "latency.md"
 

@@ -1,4 +1,4 @@
-"""int8 serving weights (`SWIPEFL_QUANTIZE`, `fl_app.model.serving_module`) against float:
+"""int8 serving weights (`SWIPEFL_QUANTIZE`, `fl_app.decoder.model.serving_module`) against float:
 decoding accuracy of a briefly trained production-size model, and the model forward's time.
 
     python bench/quantization.py                  # about 9 minutes on 2 cores
@@ -18,12 +18,12 @@ from pathlib import Path
 import torch
 from report_header import report_header, write_report
 
-from fl_app.bundle import DecoderSpec
-from fl_app.centralized import user_swipes
-from fl_app.evaluation import evaluate_decoder
+from fl_app.decoder.evaluation import evaluate_decoder
+from fl_app.decoder.model import serving_module
+from fl_app.decoder.spec import DecoderSpec
+from fl_app.decoder.training import SwipeDataset, TrainConfig, train
 from fl_app.federation.data import heldout_swipes
-from fl_app.model import serving_module
-from fl_app.training import SwipeDataset, TrainConfig, train
+from fl_app.synthetic.centralized import user_swipes
 
 OUT = Path(__file__).resolve().parent / "results" / "quantization.md"
 

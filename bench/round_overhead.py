@@ -6,7 +6,7 @@
 
 The federation of `conf/` (the main job's model and data) in Flower's simulation engine, every
 user every round, no federated evaluation. The ClientApp is the project's own, wrapped to log,
-per message, the training time measured in-process (`train-seconds`: `fl_app.training.train`,
+per message, the training time measured in-process (`train-seconds`: `fl_app.decoder.training.train`,
 the loop only) and the whole handler's time (store read, features, model build, training,
 reply). A round's wall time is the ServerApp's (`metrics.jsonl` `seconds`: sending, waiting,
 aggregation, centralized evaluation, checkpoint, release). Round 1 is the warm-up (Ray actors
@@ -81,7 +81,7 @@ def timed_client_app(log_path: str):
 def run_schedule(args, schedule: str, work: Path, cache: str) -> dict:
     from flwr.simulation import run_simulation
 
-    from fl_app.config import compose, decoder_spec, finalize
+    from fl_app.federation.config import compose, decoder_spec, finalize
     from fl_app.federation.data import ensure_synthetic_store
     from fl_app.federation.metrics import read_lines
     from fl_app.federation.server import make_server_app
@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     torch.set_num_threads(1)  # the ServerApp's centralized evaluation
     work = Path(tempfile.mkdtemp(prefix="swipefl-overhead-"))
-    from fl_app.config import default_cache_dir
+    from fl_app.federation.config import default_cache_dir
 
     cache = str(default_cache_dir() / "synthetic")
     try:

@@ -113,7 +113,7 @@ class PeakMemory(threading.Thread):
 
 
 def _generate(job: tuple[str, dict, int, int]) -> None:
-    from fl_app.bundle import DecoderSpec
+    from fl_app.decoder.spec import DecoderSpec
     from fl_app.federation.data import ensure_synthetic_store
 
     cache, spec_manifest, seed, n = job
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     from flwr.simulation import run_simulation
 
-    from fl_app.config import compose, decoder_spec, default_cache_dir, finalize
+    from fl_app.federation.config import compose, decoder_spec, default_cache_dir, finalize
     from fl_app.federation.metrics import read_lines
     from fl_app.federation.server import make_server_app
 

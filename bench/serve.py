@@ -46,12 +46,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fl_app.bundle import DecoderSpec, load_arrays, model_arrays  # noqa: E402
 from fl_app.checkpoints import CheckpointStore, LocalDirBackend  # noqa: E402
-from fl_app.lexicon import load_lexicon  # noqa: E402
-from fl_app.model import serving_module  # noqa: E402
-from fl_app.store import SwipeStore  # noqa: E402
-from fl_app.synth import make_user  # noqa: E402
+from fl_app.decoder.lexicon import load_lexicon  # noqa: E402
+from fl_app.decoder.model import serving_module  # noqa: E402
+from fl_app.decoder.spec import DecoderSpec, load_arrays, model_arrays  # noqa: E402
+from fl_app.swipes.store import SwipeStore  # noqa: E402
+from fl_app.synthetic.users import make_user  # noqa: E402
 
 MODELS = {
     "base": DecoderSpec(),  # conv 128, hidden 128, 2 GRU layers, 10k words

@@ -395,7 +395,7 @@ class Deployment:
             f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\n'
             f'address = "127.0.0.1:{ports["superlink"]}"\n{security}\n'
         )
-        from fl_app.store import SwipeStore
+        from fl_app.swipes.store import SwipeStore
 
         for i in range(nodes):
             device = dep.device_dir(i)
@@ -482,17 +482,16 @@ class Deployment:
 
     def s3_env(self, role: str = "server") -> dict[str, str]:
         """The shared ``SWIPEFL_S3_*`` names for `role` ('server': read/write, 'device': read)."""
+        from fl_app.checkpoints.s3 import s3_environment
+
         cred = self._secrets["s3"][role]
-        env = {
-            "SWIPEFL_S3_ENDPOINT": self.s3_endpoint,
-            "SWIPEFL_S3_ACCESS_KEY": cred["access_key"],
-            "SWIPEFL_S3_SECRET_KEY": cred["secret_key"],
-            "SWIPEFL_S3_BUCKET": str(self.state["bucket"]),
-            "SWIPEFL_S3_SECURE": "false",
-        }
-        if self.state.get("prefix"):
-            env["SWIPEFL_S3_PREFIX"] = str(self.state["prefix"])
-        return env
+        return s3_environment(
+            self.s3_endpoint,
+            cred["access_key"],
+            cred["secret_key"],
+            str(self.state["bucket"]),
+            prefix=str(self.state.get("prefix") or ""),
+        )
 
     def checkpoint_store(self, role: str = "server"):
         """The checkpoint store the ServerApp writes (S3 bucket or `<state>/checkpoints`)."""
@@ -1142,9 +1141,9 @@ class Deployment:
         With sidecars they are POSTed to ``/api/v1/swipes`` as a keyboard would; without, they
         go straight into the stores. Returns how many each device now holds.
         """
-        from fl_app.lexicon import load_lexicon
-        from fl_app.store import SwipeStore
-        from fl_app.synth import make_user
+        from fl_app.decoder.lexicon import load_lexicon
+        from fl_app.swipes.store import SwipeStore
+        from fl_app.synthetic.users import make_user
 
         data = _conf(self.state["app_dir"], self.state["experiment"]).data
         lexicon = load_lexicon(str(data.language), int(data.lexicon_size))
@@ -1168,7 +1167,7 @@ class Deployment:
         return http_json("GET", f"{self.sidecar_url(i)}/api/v1/stats", timeout_s=timeout_s)
 
     def store_counts(self, i: int) -> dict[str, Any]:
-        from fl_app.store import SwipeStore
+        from fl_app.swipes.store import SwipeStore
 
         with SwipeStore(self.store_path(i), heldout_fraction=self.state["heldout_fraction"]) as s:
             return s.stats()
@@ -1243,7 +1242,7 @@ def _new_run_id() -> str:
 
 def _conf(app_dir: Any, experiment: str) -> Any:
     """The app's conf/ composed with the deployment's experiment (what a run starts from)."""
-    from fl_app.config import ConfigError, compose
+    from fl_app.federation.config import ConfigError, compose
 
     try:
         return compose([f"experiment={experiment}"], config_dir=Path(app_dir) / "conf")

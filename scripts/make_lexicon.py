@@ -1,4 +1,4 @@
-"""Derive the committed lexicons in fl_app/data/ from wordfreq (CC BY-SA 4.0).
+"""Derive the committed lexicons in fl_app/decoder/data/ from wordfreq (CC BY-SA 4.0).
 
 Run: pip install wordfreq && python scripts/make_lexicon.py
 Keeps words of 2+ letters of the language's keyboard alphabet, most frequent first.
@@ -10,9 +10,9 @@ from pathlib import Path
 
 from wordfreq import top_n_list, word_frequency
 
-from fl_app.keyboard import LANGUAGE_ALPHABETS
+from fl_app.decoder.keyboard import LANGUAGE_ALPHABETS
 
-OUT = Path(__file__).resolve().parents[1] / "fl_app" / "data"
+OUT = Path(__file__).resolve().parents[1] / "fl_app" / "decoder" / "data"
 SIZE = 20000
 NORMALISE = {"ru": str.maketrans({"ё": "е", "ъ": "ь"})}
 
@@ -38,7 +38,7 @@ def main() -> None:
         with path.open("w", encoding="utf-8") as fh:
             fh.write(f"# {language} swipe lexicon: word<TAB>frequency, derived from wordfreq 3.x\n")
             fh.write(
-                "# (c) Robyn Speer / wordfreq contributors, CC BY-SA 4.0; see fl_app/data/NOTICE\n"
+                "# (c) Robyn Speer / wordfreq contributors, CC BY-SA 4.0; see fl_app/decoder/data/NOTICE\n"
             )
             for word, freq in rows:
                 fh.write(f"{word}\t{freq:.4e}\n")

@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from fl_app.errors import SwipeError
+from fl_app.decoder.errors import SwipeError
 
 log = logging.getLogger("serve.errors")
 

@@ -1,7 +1,7 @@
 """Request and response bodies of the sidecar API (the swipe format is ARCHITECTURE.md's).
 
 The schemas check types and shapes; what makes a swipe *valid* (enough points, time order,
-bounds, the word's alphabet) is checked by ``fl_app.swipe.parse_swipe``, the same code the
+bounds, the word's alphabet) is checked by ``fl_app.decoder.swipe.parse_swipe``, the same code the
 store and the decoder use, and reported as ``INVALID_SWIPE`` with its specific ``reason``.
 """
 

@@ -48,7 +48,7 @@ def s3_bucket() -> str:
 @pytest.fixture(scope="session")
 def small_lexicon():
     """The 400 most frequent English words: big enough to confuse, small enough to be quick."""
-    from fl_app.lexicon import load_lexicon
+    from fl_app.decoder.lexicon import load_lexicon
 
     return load_lexicon("en", 400)
 
@@ -61,9 +61,9 @@ def small_trained(small_lexicon):
     """
     import copy
 
-    from fl_app.bundle import DecoderSpec
-    from fl_app.centralized import user_swipes
-    from fl_app.training import SwipeDataset, TrainConfig, train
+    from fl_app.decoder.spec import DecoderSpec
+    from fl_app.decoder.training import SwipeDataset, TrainConfig, train
+    from fl_app.synthetic.centralized import user_swipes
 
     spec = DecoderSpec(lexicon_size=400, conv_channels=48, hidden=48, gru_layers=1)
     model = spec.build_model(seed=0, device=None)

@@ -28,6 +28,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from fl_app.checkpoints.s3 import s3_environment
 from fl_app.deploy import WEED_PORTS, free_ports, http_answers, weed_binary
 
 
@@ -78,16 +79,9 @@ class S3Server:
 
     def env(self, bucket: str, prefix: str = "") -> dict[str, str]:
         """The ``SWIPEFL_S3_*`` variables that point the app/CLI at this server."""
-        env = {
-            "SWIPEFL_S3_ENDPOINT": self.endpoint,
-            "SWIPEFL_S3_ACCESS_KEY": self.access_key,
-            "SWIPEFL_S3_SECRET_KEY": self.secret_key,
-            "SWIPEFL_S3_BUCKET": bucket,
-            "SWIPEFL_S3_SECURE": "false",
-        }
-        if prefix:
-            env["SWIPEFL_S3_PREFIX"] = prefix
-        return env
+        return s3_environment(
+            self.endpoint, self.access_key, self.secret_key, bucket, prefix=prefix
+        )
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"

@@ -22,9 +22,9 @@ from typing import Any
 import httpx
 import numpy as np
 
-from fl_app.bundle import DecoderSpec, model_arrays
 from fl_app.checkpoints import CheckpointStore, LocalDirBackend
-from fl_app.keyboard import named_keyboard
+from fl_app.decoder.keyboard import named_keyboard
+from fl_app.decoder.spec import DecoderSpec, model_arrays
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL_SPEC = DecoderSpec(hidden=32, conv_channels=32, gru_layers=1, lexicon_size=2000)
@@ -184,9 +184,9 @@ def publish(
 
 
 def synthetic_swipes(n: int, seed: int = 0, lexicon_size: int = 2000) -> list[dict[str, Any]]:
-    """Realistic labelled swipes (ARCHITECTURE.md format) from fl_app.synth."""
-    from fl_app.lexicon import load_lexicon
-    from fl_app.synth import make_user
+    """Realistic labelled swipes (ARCHITECTURE.md format) from fl_app.synthetic.users."""
+    from fl_app.decoder.lexicon import load_lexicon
+    from fl_app.synthetic.users import make_user
 
     user = make_user(seed, load_lexicon("en", lexicon_size))
     return [s.to_dict() for s in user.swipes(n)]

@@ -10,12 +10,12 @@ import pytest
 from flwr.app import ConfigRecord, Context, Message, Metadata, RecordDict
 from flwr.app.message.message import make_message
 
-from fl_app.bundle import model_arrays
-from fl_app.config import compose, decoder_spec, finalize
+from fl_app.decoder.spec import model_arrays
 from fl_app.federation import protocol as P
 from fl_app.federation.client import NotEnoughSwipes, make_client_app
+from fl_app.federation.config import compose, decoder_spec, finalize
 from fl_app.federation.data import ensure_synthetic_store, synthetic_store_path
-from fl_app.store import SwipeStore
+from fl_app.swipes.store import SwipeStore
 
 client_app = make_client_app()  # what client_app.py exposes to Flower
 

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from fl_app.decoder import FusionWeights, LearnedDecoder
-from fl_app.evaluation import evaluate_decoder
-from fl_app.keyboard import named_keyboard
-from fl_app.synth import generate_trace, make_user, tidy_style
-from fl_app.template import TemplateDecoder
+from fl_app.decoder.evaluation import evaluate_decoder
+from fl_app.decoder.keyboard import named_keyboard
+from fl_app.decoder.ranking import FusionWeights, LearnedDecoder
+from fl_app.decoder.template import TemplateDecoder
+from fl_app.synthetic.users import generate_trace, make_user, tidy_style
 
 
 def clean_trace(word, keyboard, ms_per_key=150.0, step_ms=15.0):
@@ -86,7 +86,7 @@ def test_ctc_scores_are_each_words_own_ctc_likelihood(decoder, small_trained):
     import torch
     import torch.nn.functional as F
 
-    from fl_app.features import encode_word
+    from fl_app.decoder.features import encode_word
 
     _, _, _, test = small_trained
     swipe = test[0]
@@ -107,7 +107,7 @@ def test_ctc_scores_are_each_words_own_ctc_likelihood(decoder, small_trained):
 
 
 def test_a_word_outside_the_alphabet_scores_impossible(small_trained, small_lexicon):
-    from fl_app.decoder import IMPOSSIBLE
+    from fl_app.decoder.ranking import IMPOSSIBLE
 
     spec, model, _, test = small_trained
     decoder = LearnedDecoder(model, spec.features, small_lexicon.with_words(["naïve"]))
@@ -124,8 +124,8 @@ def test_serving_module_matches_the_model(small_trained):
     and shares its weights."""
     import torch
 
-    from fl_app.features import swipe_features
-    from fl_app.model import serving_module
+    from fl_app.decoder.features import swipe_features
+    from fl_app.decoder.model import serving_module
 
     spec, model, _, test = small_trained
     scripted = serving_module(model)
@@ -148,7 +148,7 @@ def test_quantized_serving_module_decodes_like_the_float_model(small_trained, sm
     almost every held-out swipe; its weights are its own copy."""
     import torch
 
-    from fl_app.model import serving_module
+    from fl_app.decoder.model import serving_module
 
     spec, model, _, test = small_trained
     quantized = serving_module(model, quantize=True)

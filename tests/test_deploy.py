@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from fl_app.checkpoints import CheckpointAuthError
+from fl_app.decoder.lexicon import load_lexicon
 from fl_app.deploy import (
     MARK_COMPONENT,
     MARK_ID,
@@ -23,9 +24,8 @@ from fl_app.deploy import (
     marked_processes,
     pid_alive,
 )
-from fl_app.lexicon import load_lexicon
-from fl_app.store import SwipeStore, split_of
-from fl_app.synth import make_user
+from fl_app.swipes.store import SwipeStore, split_of
+from fl_app.synthetic.users import make_user
 
 # -- layout and process control (seconds) ------------------------------------------------------
 

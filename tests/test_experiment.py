@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fl_app.config import (
+from fl_app.federation.config import (
     ConfigError,
     compose,
     conf_dir,
@@ -77,7 +77,7 @@ def test_secrets_never_enter_the_config(monkeypatch):
 def test_two_point_sweep_produces_two_runs(tmp_path, synth_cache):
     sweep = tmp_path / "multirun"
     cmd = [
-        sys.executable, "-m", "fl_app.experiment", "-m", "experiment=smoke",
+        sys.executable, "-m", "fl_app.federation.experiment", "-m", "experiment=smoke",
         "strategy=fedavg,fedprox", "simulation.num_supernodes=2", "federation.num_rounds=1",
         "federation.fraction_evaluate=0", f"paths.root={tmp_path}", f"data.cache_dir={synth_cache}",
         f"hydra.sweep.dir={sweep}",

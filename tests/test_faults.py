@@ -15,11 +15,11 @@ import time
 import pytest
 from serve_helpers import wait_for
 
+from fl_app.decoder.lexicon import load_lexicon
 from fl_app.deploy import cmdline, marked_processes
 from fl_app.federation.metrics import read_lines
-from fl_app.lexicon import load_lexicon
-from fl_app.store import SwipeStore
-from fl_app.synth import make_user
+from fl_app.swipes.store import SwipeStore
+from fl_app.synthetic.users import make_user
 
 pytestmark = pytest.mark.slow
 

@@ -25,9 +25,9 @@ from fl_app.checkpoints import (
     ResilientCheckpointWriter,
     S3Backend,
 )
-from fl_app.config import compose, decoder_spec, finalize
-from fl_app.experiment import run_experiment
 from fl_app.federation import protocol as P
+from fl_app.federation.config import compose, decoder_spec, finalize
+from fl_app.federation.experiment import run_experiment
 from fl_app.federation.metrics import plot_metrics, progress_line, read_lines
 from fl_app.federation.resume import ResumeError, ResumePoint, choose_run_id
 from fl_app.federation.server import RoundRecorder, RunSummary, make_store, run_federation

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from fl_app.errors import InvalidKeyboardError, UnknownLayoutError
-from fl_app.keyboard import keyboard_from_spec, named_keyboard
+from fl_app.decoder.errors import InvalidKeyboardError, UnknownLayoutError
+from fl_app.decoder.keyboard import keyboard_from_spec, named_keyboard
 
 
 @pytest.mark.parametrize("width,height", [(320, 200), (375, 217), (1440, 626)])

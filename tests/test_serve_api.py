@@ -108,7 +108,7 @@ def test_predict_k_and_explicit_keyboard(client, swipes):
     assert resp.status_code == 200
     assert len(resp.json()["candidates"]) == 7
     # Explicit geometry: the named layout's own hitboxes, sent as keys.
-    from fl_app.keyboard import named_keyboard
+    from fl_app.decoder.keyboard import named_keyboard
 
     kb = named_keyboard("qwerty-en", 375, 217)
     explicit = {

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from serve_helpers import SidecarProcess, metric_value, publish, synthetic_swipes
 
-from fl_app.store import SwipeStore
+from fl_app.swipes.store import SwipeStore
 
 
 @pytest.fixture(scope="module")

@@ -128,10 +128,10 @@ def test_personalization_beats_a_trained_release(sidecar_factory):
     """No margin tricks: a briefly trained release, one user's swipes, default settings."""
     import torch
 
-    from fl_app.bundle import DecoderSpec, model_arrays
-    from fl_app.lexicon import load_lexicon
-    from fl_app.synth import make_user
-    from fl_app.training import SwipeDataset, TrainConfig, train
+    from fl_app.decoder.lexicon import load_lexicon
+    from fl_app.decoder.spec import DecoderSpec, model_arrays
+    from fl_app.decoder.training import SwipeDataset, TrainConfig, train
+    from fl_app.synthetic.users import make_user
 
     torch.set_num_threads(1)
     spec = DecoderSpec(conv_channels=64, hidden=64, gru_layers=1, lexicon_size=2000)

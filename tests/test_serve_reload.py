@@ -22,9 +22,9 @@ from serve_helpers import (
     wait_for,
 )
 
-from fl_app.bundle import DecoderSpec
 from fl_app.checkpoints import RELEASE_KEY, CheckpointStore
 from fl_app.checkpoints.store import encode_json
+from fl_app.decoder.spec import DecoderSpec
 
 PREDICT = {"points": trace_for("hello"), "keyboard": KEYBOARD}
 

@@ -12,7 +12,7 @@ import pytest
 from serve_helpers import SMALL_SPEC, release_tensors, synthetic_swipes
 
 from fl_app.checkpoints import CheckpointStore, LocalDirBackend
-from fl_app.swipe import parse_swipe
+from fl_app.decoder.swipe import parse_swipe
 from serve.core.config import Settings
 from serve.errors import ApiError
 from serve.logging import JsonFormatter

@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fl_app import errors
-from fl_app.keyboard import keyboard_from_spec, named_keyboard
-from fl_app.store import (
+from fl_app.decoder import errors
+from fl_app.decoder.keyboard import keyboard_from_spec, named_keyboard
+from fl_app.decoder.swipe import Swipe
+from fl_app.swipes.store import (
     SCHEMA_VERSION,
     StoredSwipe,
     StoreError,
@@ -26,7 +27,6 @@ from fl_app.store import (
     SwipeStore,
     split_of,
 )
-from fl_app.swipe import Swipe
 
 KB = named_keyboard("qwerty-en", 375, 217)
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,7 +111,7 @@ def test_round_trip_dict_and_explicit_geometry(store):
 
 
 def test_keyboard_without_spec_is_stored_as_explicit_geometry(store):
-    from fl_app.keyboard import Keyboard
+    from fl_app.decoder.keyboard import Keyboard
 
     bare = Keyboard(KB.width, KB.height, KB.keys, "en")  # built by hand: no spec
     store.append(Swipe(trace("hello"), bare, "hello"))
@@ -225,7 +225,7 @@ def test_split_is_stable_and_about_the_right_fraction(tmp_path):
     with SwipeStore(path, heldout_fraction=0.3) as wider:
         assert set(held) <= {r.id for r in wider.iter_swipes(split="heldout")}
     # The split is a pure function of the id, the same in a fresh interpreter.
-    code = "from fl_app.store import split_of; print([i for i in range(1, 1001) if split_of(i, 0.1) == 'heldout'])"
+    code = "from fl_app.swipes.store import split_of; print([i for i in range(1, 1001) if split_of(i, 0.1) == 'heldout'])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == str(held)
 
@@ -424,9 +424,9 @@ WRITER = textwrap.dedent(
     import time
 
     import numpy as np
-    from fl_app.keyboard import named_keyboard
-    from fl_app.store import SwipeStore
-    from fl_app.swipe import Swipe
+    from fl_app.decoder.keyboard import named_keyboard
+    from fl_app.swipes.store import SwipeStore
+    from fl_app.decoder.swipe import Swipe
 
     path, n = sys.argv[1], int(sys.argv[2])
     kb = named_keyboard("qwerty-en", 375, 217)

@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from fl_app import errors
-from fl_app.swipe import parse_swipe
+from fl_app.decoder import errors
+from fl_app.decoder.swipe import parse_swipe
 
 KB = {"layout": "qwerty-en", "width": 375, "height": 217}
 

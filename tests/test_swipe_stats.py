@@ -3,9 +3,9 @@ import math
 import numpy as np
 import pytest
 
-from fl_app.keyboard import named_keyboard
-from fl_app.swipe import make_swipe
-from fl_app.swipe_stats import (
+from fl_app.decoder.keyboard import named_keyboard
+from fl_app.decoder.swipe import make_swipe
+from fl_app.synthetic.stats import (
     LABELS,
     PERSON_QUANTITIES,
     REAL_STATS,

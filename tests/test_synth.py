@@ -4,11 +4,11 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from fl_app.keyboard import keyboard_from_spec, named_keyboard
-from fl_app.lexicon import Lexicon, load_lexicon
-from fl_app.swipe import Swipe
-from fl_app.swipe_stats import compute_stats, within_real_iqr
-from fl_app.synth import (
+from fl_app.decoder.keyboard import keyboard_from_spec, named_keyboard
+from fl_app.decoder.lexicon import Lexicon, load_lexicon
+from fl_app.decoder.swipe import Swipe
+from fl_app.synthetic.stats import CALIBRATED, compute_stats, within_real_iqr
+from fl_app.synthetic.users import (
     SHIFTED_RANGES,
     TRAIN_RANGES,
     UserStyle,
@@ -23,17 +23,6 @@ from fl_app.synth import (
 )
 
 KB = named_keyboard("qwerty-en", 375, 218)
-CALIBRATED = [
-    "start_offset_x_kw",
-    "start_offset_y_kw",
-    "end_offset_x_kw",
-    "end_offset_y_kw",
-    "ms_per_letter",
-    "path_ratio",
-    "start_dist_kw",
-    "end_dist_kw",
-    "speed_kw_s",
-]
 
 
 @pytest.fixture(scope="module")
@@ -304,7 +293,7 @@ def test_calibration_medians_within_real_iqr(lexicon):
         swipes += batch
         ids += [u.user_id] * len(batch)
     stats = compute_stats(swipes, ids)
-    ok = within_real_iqr(stats, CALIBRATED + ["person_ms_per_letter", "person_path_ratio"])
+    ok = within_real_iqr(stats, [*CALIBRATED, "person_ms_per_letter", "person_path_ratio"])
     assert all(ok.values()), {q: stats[q]["p50"] for q, good in ok.items() if not good}
     # endings are sloppier than starts, with a heavy tail
     assert stats["end_dist_kw"]["p50"] > stats["start_dist_kw"]["p50"] + 0.08

@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from fl_app.keyboard import keyboard_from_spec, named_keyboard
-from fl_app.lexicon import Lexicon
-from fl_app.template import (
+from fl_app.decoder.keyboard import keyboard_from_spec, named_keyboard
+from fl_app.decoder.lexicon import Lexicon
+from fl_app.decoder.template import (
     N_SAMPLES,
     TemplateDecoder,
     TemplateParams,

@@ -5,9 +5,9 @@ import copy
 import pytest
 import torch
 
-from fl_app.bundle import load_arrays, model_arrays
-from fl_app.centralized import user_swipes
-from fl_app.training import SwipeDataset, TrainConfig, mean_loss, train
+from fl_app.decoder.spec import load_arrays, model_arrays
+from fl_app.decoder.training import SwipeDataset, TrainConfig, mean_loss, train
+from fl_app.synthetic.centralized import user_swipes
 
 
 @pytest.fixture(scope="module")

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 
 from .base import check_key, check_prefix
 from .errors import CheckpointError, CheckpointNotFound, StoreUnavailable
-
-_TMP_MARK = ".tmp-"
+from .format import TMP_MARK, write_atomic
 
 
 class LocalDirBackend:
@@ -34,23 +32,11 @@ class LocalDirBackend:
 
     def put_bytes(self, key: str, data: bytes) -> None:
         path = self._path(key)
-        tmp = path.with_name(f".{path.name}{_TMP_MARK}{uuid.uuid4().hex[:12]}")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                if self.fsync:
-                    fh.flush()
-                    os.fsync(fh.fileno())
-            os.replace(tmp, path)
+            write_atomic(path, data, fsync=self.fsync)
         except OSError as exc:
-            try:
-                tmp.unlink(missing_ok=True)
-            except OSError:
-                pass
             raise self._unavailable("write", key, exc) from exc
-        if self.fsync:
-            _fsync_dir(path.parent)
 
     def get_bytes(self, key: str) -> bytes:
         path = self._path(key)
@@ -80,7 +66,7 @@ class LocalDirBackend:
                 dirnames[:] = [d for d in dirnames if not d.startswith(".")]
                 rel_dir = Path(dirpath).relative_to(self.root).as_posix()
                 for name in filenames:
-                    if name.startswith(".") or _TMP_MARK in name:
+                    if name.startswith(".") or TMP_MARK in name:
                         continue
                     key = name if rel_dir == "." else f"{rel_dir}/{name}"
                     if key.startswith(prefix):
@@ -103,16 +89,3 @@ class LocalDirBackend:
             except OSError:
                 break
             parent = parent.parent
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # some filesystems refuse fsync on directories
-        pass
-    finally:
-        os.close(fd)

@@ -50,6 +50,30 @@ ENV_SECURE = "SWIPEFL_S3_SECURE"
 ENV_REGION = "SWIPEFL_S3_REGION"
 SECRET_ENV_VARS = (ENV_ACCESS_KEY, ENV_SECRET_KEY)
 
+
+def s3_environment(
+    endpoint: str,
+    access_key: str,
+    secret_key: str,
+    bucket: str,
+    *,
+    prefix: str = "",
+    secure: bool = False,
+) -> dict[str, str]:
+    """The ``SWIPEFL_S3_*`` variables that point a process (ServerApp, CLI, sidecar) at a
+    bucket: the one place their names are spelled, the reverse of `S3Backend.from_env`."""
+    env = {
+        ENV_ENDPOINT: endpoint,
+        ENV_ACCESS_KEY: access_key,
+        ENV_SECRET_KEY: secret_key,
+        ENV_BUCKET: bucket,
+        ENV_SECURE: "true" if secure else "false",
+    }
+    if prefix:
+        env[ENV_PREFIX] = prefix
+    return env
+
+
 _NOT_FOUND_CODES = {"NoSuchKey", "NoSuchBucket", "NotFound", "ResourceNotFound", "NoSuchObject"}
 _AUTH_CODES = {
     "AccessDenied",

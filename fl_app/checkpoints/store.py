@@ -15,7 +15,6 @@ safetensors (never pickle); the manifest records their sha256, dtypes and shapes
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -32,6 +31,7 @@ from safetensors.numpy import save as st_save
 
 from .base import Backend, check_key, check_round, check_run_id
 from .errors import CheckpointCorrupt, CheckpointError, CheckpointNotFound
+from .format import sha256_hex
 from .release import ReleaseMixin
 
 log = logging.getLogger(__name__)
@@ -80,10 +80,6 @@ def round_dir(server_round: int) -> str:
 def checkpoint_path(run_id: str, server_round: int) -> str:
     """The store path of a checkpoint: ``runs/<run-id>/round-0003``."""
     return f"{RUNS_PREFIX}{check_run_id(run_id)}/{round_dir(server_round)}"
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,12 @@ import torch
 from flwr.app import Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from fl_app.bundle import load_arrays, model_arrays
-from fl_app.evaluation import evaluate_decoder
+from fl_app.decoder.evaluation import score_model
+from fl_app.decoder.spec import load_arrays, model_arrays
+from fl_app.decoder.training import SwipeDataset, train
 from fl_app.federation import protocol as P
 from fl_app.federation.data import ensure_synthetic_store, spec_lexicon
-from fl_app.store import SwipeStore
-from fl_app.training import SwipeDataset, mean_loss, train
+from fl_app.swipes.store import SwipeStore
 
 log = logging.getLogger(__name__)
 
@@ -110,12 +110,12 @@ def evaluate_on_store(message: Message, context: Context) -> Message:
         raise NotEnoughSwipes("this node has no held-out swipes to evaluate on")
     model = _model(task, message)
     decoder = task.decoder.build_decoder(model, spec_lexicon(task.decoder))
-    accuracy = evaluate_decoder(decoder, swipes)
+    scores = score_model(decoder, swipes, data)
     metrics = MetricRecord(
         {
             P.NUM_EXAMPLES: len(data),
-            P.EVAL_LOSS: float(mean_loss(model, data)),
-            P.EVAL_TOP1: float(accuracy["top1"]),
+            P.EVAL_LOSS: float(scores["loss"]),
+            P.EVAL_TOP1: float(scores["top1"]),
         }
     )
     return Message(RecordDict({P.METRICS: metrics}), reply_to=message)

@@ -14,10 +14,10 @@ import secrets
 from functools import lru_cache
 from pathlib import Path
 
-from fl_app.bundle import DecoderSpec
-from fl_app.lexicon import Lexicon, load_lexicon
-from fl_app.store import SwipeStore
-from fl_app.swipe import Swipe
+from fl_app.decoder.lexicon import Lexicon, load_lexicon
+from fl_app.decoder.spec import DecoderSpec
+from fl_app.decoder.swipe import Swipe
+from fl_app.swipes.store import SwipeStore
 
 # Cached stores are keyed by this and by a hash of the generator's source, so a changed
 # generator never serves stale swipes (old files are left behind; delete the cache to reclaim).
@@ -26,9 +26,9 @@ GENERATOR_VERSION = 1
 
 @lru_cache(maxsize=1)
 def generator_id() -> str:
-    import fl_app.synth
+    import fl_app.synthetic.users
 
-    source = Path(fl_app.synth.__file__).read_bytes()
+    source = Path(fl_app.synthetic.users.__file__).read_bytes()
     return f"g{GENERATOR_VERSION}-{hashlib.sha256(source).hexdigest()[:10]}"
 
 
@@ -62,7 +62,7 @@ def ensure_synthetic_store(
     path = synthetic_store_path(cache_dir, spec, seed, n, regime)
     if path.exists():
         return path
-    from fl_app.synth import make_user
+    from fl_app.synthetic.users import make_user
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
@@ -82,7 +82,7 @@ def heldout_swipes(
     spec: DecoderSpec, seed: int, users: int, per_user: int, regime: str = "train"
 ) -> list[Swipe]:
     """Swipes of `users` held-out synthetic users (seeds seed, seed+1, ...), in memory."""
-    from fl_app.synth import make_user
+    from fl_app.synthetic.users import make_user
 
     lexicon = spec_lexicon(spec)
     out: list[Swipe] = []

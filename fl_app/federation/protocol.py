@@ -16,9 +16,9 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord
 from omegaconf import DictConfig
 
-from fl_app.bundle import DecoderSpec
-from fl_app.config import decoder_spec
-from fl_app.training import TrainConfig
+from fl_app.decoder.spec import DecoderSpec
+from fl_app.decoder.training import TrainConfig
+from fl_app.federation.config import decoder_spec
 
 ARRAYS = "arrays"
 CONFIG = "config"

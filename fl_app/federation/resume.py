@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig
 
-from fl_app.bundle import DecoderSpec
 from fl_app.checkpoints import (
     CheckpointCorrupt,
     CheckpointError,
@@ -24,7 +23,8 @@ from fl_app.checkpoints import (
     StoreUnavailable,
     checkpoint_path,
 )
-from fl_app.config import new_run_id
+from fl_app.decoder.spec import DecoderSpec
+from fl_app.federation.config import new_run_id
 from fl_app.federation.strategies import STATE_FILE
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """The ServerApp: run the federation, evaluate, checkpoint and release every round.
 
 `run_federation` is the whole server side of a run; `flwr run .` (server_app.py) and
-`python -m fl_app.experiment` both call it. Per round, after Flower's train and federated
+`python -m fl_app.federation.experiment` both call it. Per round, after Flower's train and federated
 evaluate steps, `RoundRecorder` (the strategy's `evaluate_fn`, also called for round 0):
 
 1. evaluates the global model centrally on held-out synthetic users (top-1, top-4, MRR, loss);
@@ -30,16 +30,17 @@ from flwr.app import ArrayRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 from omegaconf import DictConfig
 
-from fl_app.bundle import DecoderSpec, load_arrays, model_arrays
 from fl_app.checkpoints import (
     CheckpointStore,
     ResilientCheckpointWriter,
     checkpoint_path,
     store_from_config,
 )
-from fl_app.config import compose, decoder_spec, finalize, public_config
-from fl_app.evaluation import evaluate_decoder
+from fl_app.decoder.evaluation import score_model
+from fl_app.decoder.spec import DecoderSpec, load_arrays, model_arrays
+from fl_app.decoder.training import SwipeDataset
 from fl_app.federation import protocol as P
+from fl_app.federation.config import compose, decoder_spec, finalize, public_config
 from fl_app.federation.data import heldout_swipes, spec_lexicon
 from fl_app.federation.metrics import (
     METRICS_FILE,
@@ -61,7 +62,6 @@ from fl_app.federation.strategies import (
     restore_state,
     save_state,
 )
-from fl_app.training import SwipeDataset, mean_loss
 
 log = logging.getLogger(__name__)
 
@@ -102,14 +102,7 @@ class CentralEvaluator:
     def __call__(self, arrays: dict[str, Any]) -> dict[str, float]:
         load_arrays(self.model, arrays)
         self.model.eval()
-        acc = evaluate_decoder(self.decoder, self.swipes)
-        return {
-            "top1": acc["top1"],
-            "top4": acc["top4"],
-            "mrr": acc["mrr"],
-            "loss": mean_loss(self.model, self.data),
-            "n": acc["n"],
-        }
+        return score_model(self.decoder, self.swipes, self.data)
 
 
 @dataclass

@@ -29,7 +29,7 @@ from omegaconf import DictConfig
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
-from fl_app.training import cosine_factor
+from fl_app.decoder.training import cosine_factor
 
 log = logging.getLogger(__name__)
 

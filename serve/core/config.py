@@ -47,7 +47,9 @@ class Settings(BaseSettings):
     predict_queue: int = Field(256, ge=1)
     predict_timeout_s: float = Field(10.0, gt=0)
     torch_threads: int = Field(1, ge=1)
-    quantize: bool = True  # serve int8 (dynamic) GRU and head weights: fl_app.model.serving_module
+    quantize: bool = (
+        True  # serve int8 (dynamic) GRU and head weights: fl_app.decoder.model.serving_module
+    )
     switch_interval_ms: float = Field(0.5, gt=0, le=100)  # sys.setswitchinterval (GIL hand-off)
 
     # -- swipe store ------------------------------------------------------------------------

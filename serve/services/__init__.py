@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from fl_app.checkpoints import CheckpointStore, store_from_config
-from fl_app.store import SwipeStore
+from fl_app.swipes.store import SwipeStore
 
 from ..core.config import Settings
 from .ingest import Ingest

@@ -22,9 +22,9 @@ import threading
 import time
 from dataclasses import dataclass
 
-from fl_app.errors import SwipeError
-from fl_app.store import StoreError, SwipeStore
-from fl_app.swipe import Swipe
+from fl_app.decoder.errors import SwipeError
+from fl_app.decoder.swipe import Swipe
+from fl_app.swipes.store import StoreError, SwipeStore
 
 from ..errors import ApiError, invalid_swipe
 from .metrics import Metrics

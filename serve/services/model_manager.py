@@ -12,7 +12,7 @@ Verification of a checkpoint before it is served:
 2. the manifest's sha256 equals the release pointer's (the pointer names what it means);
 3. the manifest's ``tensors`` table (names, dtypes, shapes) matches the loaded tensors;
 4. the ``decoder`` section rebuilds a module whose state dict has exactly those names and
-   shapes (``fl_app.bundle.load_arrays``); every float tensor is finite;
+   shapes (``fl_app.decoder.spec.load_arrays``); every float tensor is finite;
 5. a test decode of a canned trace returns candidates with finite scores.
 
 Anything failing is *refused*: logged, counted, remembered (the same pointer is not retried by
@@ -26,14 +26,11 @@ Device-side files (under ``settings.device_dir``)::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
 import shutil
 import threading
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -45,15 +42,16 @@ import torch
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
-from fl_app.bundle import DecoderSpec, load_arrays
 from fl_app.checkpoints import CheckpointError, CheckpointStore, StoreUnavailable
 from fl_app.checkpoints.errors import CheckpointAuthError, CheckpointCorrupt, CheckpointNotFound
-from fl_app.decoder import LearnedDecoder
-from fl_app.features import collapse_repeats
-from fl_app.keyboard import NAMED_LAYOUTS, Keyboard, named_keyboard
-from fl_app.lexicon import Lexicon
-from fl_app.model import serving_module
-from fl_app.template import TemplateDecoder
+from fl_app.checkpoints.format import sha256_hex, write_atomic
+from fl_app.decoder.features import collapse_repeats
+from fl_app.decoder.keyboard import NAMED_LAYOUTS, Keyboard, named_keyboard
+from fl_app.decoder.lexicon import Lexicon
+from fl_app.decoder.model import serving_module
+from fl_app.decoder.ranking import LearnedDecoder
+from fl_app.decoder.spec import DecoderSpec, load_arrays
+from fl_app.decoder.template import TemplateDecoder
 
 from .metrics import Metrics
 
@@ -237,19 +235,6 @@ def test_decode(decoder: LearnedDecoder, keyboard: Keyboard) -> None:
         raise CheckpointRefused("test_decode", "test decode gave no finite candidates")
 
 
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def write_device_checkpoint(
     directory: Path, tensors: dict[str, np.ndarray], manifest: dict[str, Any]
 ) -> dict[str, Any]:
@@ -263,8 +248,8 @@ def write_device_checkpoint(
         "tensors": {k: {"dtype": str(v.dtype), "shape": list(v.shape)} for k, v in tensors.items()},
     }
     (directory / MANIFEST_FILE).unlink(missing_ok=True)
-    _write_atomic(directory / MODEL_FILE, data)
-    _write_atomic(directory / MANIFEST_FILE, json.dumps(full, sort_keys=True).encode())
+    write_atomic(directory / MODEL_FILE, data)
+    write_atomic(directory / MANIFEST_FILE, json.dumps(full, sort_keys=True).encode())
     return full
 
 

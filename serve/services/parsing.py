@@ -1,6 +1,6 @@
 """Swipes from request bodies, validated by fl_app's own checks, with keyboards cached.
 
-Validation is ``fl_app.swipe``'s (``points_array``, ``validate_points``, ``validate_word``,
+Validation is ``fl_app.decoder.swipe``'s (``points_array``, ``validate_points``, ``validate_word``,
 ``keyboard_from_spec``: what ``parse_swipe`` runs), so a bad swipe gets the same specific
 SwipeError code here as in the store. Keyboards are cached by their JSON spec: a keyboard sends
 the same geometry with every swipe, and a reused ``Keyboard`` keeps its computed properties
@@ -13,9 +13,9 @@ import json
 from collections import OrderedDict
 from typing import Any
 
-from fl_app.errors import SwipeError
-from fl_app.keyboard import Keyboard, keyboard_from_spec
-from fl_app.swipe import Swipe, points_array, validate_points, validate_word
+from fl_app.decoder.errors import SwipeError
+from fl_app.decoder.keyboard import Keyboard, keyboard_from_spec
+from fl_app.decoder.swipe import Swipe, points_array, validate_points, validate_word
 
 from ..errors import ApiError, invalid_swipe
 

@@ -2,20 +2,19 @@
 
 File ``<device_dir>/words.json``: ``{"format_version": 1, "words": {"en": {"word": freq}}}``,
 written atomically. Words are data, not model: the decoder scores any letter sequence, so a
-word is decodable as soon as it is in the lexicon (``fl_app.lexicon.Lexicon.with_words``).
+word is decodable as soon as it is in the lexicon (``fl_app.decoder.lexicon.Lexicon.with_words``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
-import uuid
 from pathlib import Path
 
-from fl_app.keyboard import LANGUAGE_ALPHABETS
-from fl_app.lexicon import DEFAULT_ADDED_FREQ
+from fl_app.checkpoints.format import write_atomic
+from fl_app.decoder.keyboard import LANGUAGE_ALPHABETS
+from fl_app.decoder.lexicon import DEFAULT_ADDED_FREQ
 
 from ..errors import ApiError
 
@@ -50,13 +49,8 @@ class PersonalWords:
 
     def _save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.tmp-{uuid.uuid4().hex[:8]}")
         data = json.dumps({"format_version": FORMAT_VERSION, "words": self._words}, sort_keys=True)
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+        write_atomic(self.path, data.encode("utf-8"))
 
     def words_for(self, language: str) -> dict[str, float]:
         with self._lock:

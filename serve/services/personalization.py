@@ -4,8 +4,8 @@ A job (one at a time) runs in its own thread:
 
 1. reads the device's labelled swipes from the swipe store: the ``train`` split to fine-tune
    on, the ``heldout`` split (the store's fixed per-row split) to judge on;
-2. scores the *release* on the held-out slice (``fl_app.evaluation.evaluate_decoder``);
-3. fine-tunes a copy of the release with ``fl_app.training.train`` (the same loop the
+2. scores the *release* on the held-out slice (``fl_app.decoder.evaluation.score_model``);
+3. fine-tunes a copy of the release with ``fl_app.decoder.training.train`` (the same loop the
    ClientApp runs), reporting progress;
 4. scores the fine-tuned model on the same slice and swaps it in only if its Swipe MRR beats
    the release's by more than ``train_accept_margin`` (ties keep the release);
@@ -28,10 +28,10 @@ from typing import Any
 
 import torch
 
-from fl_app.bundle import load_arrays, model_arrays
-from fl_app.evaluation import evaluate_decoder
-from fl_app.store import SwipeStore
-from fl_app.training import Progress, SwipeDataset, TrainConfig, mean_loss, train
+from fl_app.decoder.evaluation import score_model
+from fl_app.decoder.spec import load_arrays, model_arrays
+from fl_app.decoder.training import Progress, SwipeDataset, TrainConfig, train
+from fl_app.swipes.store import SwipeStore
 
 from ..errors import ApiError, model_not_loaded
 from .metrics import Metrics
@@ -192,9 +192,10 @@ class Personalizer:
         job.phase = "evaluating_release"
         base_model = spec.build_model(device=torch.device("cpu"))
         load_arrays(base_model, served.tensors)
-        base_metrics = evaluate_decoder(spec.build_decoder(base_model.eval(), lexicon), heldout)
         held_data = SwipeDataset.from_swipes(heldout, spec.features)
-        base_metrics["loss"] = mean_loss(base_model, held_data)
+        base_metrics = score_model(
+            spec.build_decoder(base_model.eval(), lexicon), heldout, held_data
+        )
 
         job.phase = "training"
         model = spec.build_model(device=torch.device("cpu"))
@@ -211,8 +212,7 @@ class Personalizer:
 
         job.phase = "evaluating"
         model.eval()
-        cand_metrics = evaluate_decoder(spec.build_decoder(model, lexicon), heldout)
-        cand_metrics["loss"] = mean_loss(model, held_data)
+        cand_metrics = score_model(spec.build_decoder(model, lexicon), heldout, held_data)
         gain = cand_metrics["mrr"] - base_metrics["mrr"]
         accepted = gain > opts.accept_margin + 1e-9  # not float noise
         result: dict[str, Any] = {

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from fl_app.decoder import LearnedDecoder, Shortlist
-from fl_app.features import FeatureSpec, swipe_features
-from fl_app.swipe import Swipe
+from fl_app.decoder.features import FeatureSpec, swipe_features
+from fl_app.decoder.ranking import LearnedDecoder, Shortlist
+from fl_app.decoder.swipe import Swipe
 
 from ..errors import ApiError, model_not_loaded
 from .metrics import Metrics

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from fl_app.keyboard import LANGUAGE_ALPHABETS
+from fl_app.decoder.keyboard import LANGUAGE_ALPHABETS
 
 from ...schemas import WordsAdded, WordsList, WordsRequest
 from ..deps import ServicesDep, TokenDep

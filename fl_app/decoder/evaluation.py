@@ -39,3 +39,16 @@ def evaluate_decoder(decoder, swipes: Sequence, k: int = 4) -> dict[str, float]:
     else:
         suggestions = [decoder.decode(s.points, s.keyboard, k=k) for s in swipes]
     return accuracy_metrics([s.word for s in swipes], suggestions)
+
+
+def score_model(decoder, swipes: Sequence, data=None) -> dict[str, float]:
+    """How everybody judges a model on labelled swipes (the server each round, a client on its
+    held-out rows, personalization before and after): top1, top4, mrr and n from decoding, plus
+    the model's mean CTC loss. `data`: the swipes' `SwipeDataset`, when the caller has it."""
+    from fl_app.decoder.training import SwipeDataset, mean_loss
+
+    metrics = evaluate_decoder(decoder, swipes)
+    if data is None:
+        data = SwipeDataset.from_swipes(list(swipes), decoder.spec)
+    metrics["loss"] = mean_loss(decoder.model, data)
+    return metrics

@@ -13,12 +13,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from fl_app.decoder import FusionWeights, LearnedDecoder
-from fl_app.features import FeatureSpec
-from fl_app.keyboard import LANGUAGE_ALPHABETS
-from fl_app.lexicon import Lexicon, load_lexicon
-from fl_app.model import ModelConfig, SwipeModel, pick_device
-from fl_app.template import TemplateParams
+from fl_app.decoder.features import FeatureSpec
+from fl_app.decoder.keyboard import LANGUAGE_ALPHABETS
+from fl_app.decoder.lexicon import Lexicon, load_lexicon
+from fl_app.decoder.model import ModelConfig, SwipeModel, pick_device
+from fl_app.decoder.ranking import FusionWeights, LearnedDecoder
+from fl_app.decoder.template import TemplateParams
 
 SPEC_VERSION = 1
 

@@ -2,7 +2,7 @@
 
 Two 1-D convolutions read local shape (the second halves the frame rate), a bidirectional
 GRU reads the whole trace, and a linear head scores blank + each letter per frame. The
-decoder turns those frame scores into lexicon-word scores (fl_app/decoder.py).
+decoder turns those frame scores into lexicon-word scores (fl_app/decoder/ranking.py).
 """
 
 from __future__ import annotations

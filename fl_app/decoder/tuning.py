@@ -12,9 +12,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from fl_app.decoder import CandidateScores, FusionWeights, LearnedDecoder
-from fl_app.swipe import Swipe
-from fl_app.template import TemplateDecoder, TemplateParams
+from fl_app.decoder.ranking import CandidateScores, FusionWeights, LearnedDecoder
+from fl_app.decoder.swipe import Swipe
+from fl_app.decoder.template import TemplateDecoder, TemplateParams
 
 SIGMA_SHAPE_GRID = (0.06, 0.09, 0.12, 0.18, 0.25)
 SIGMA_LOCATION_GRID = (0.3, 0.45, 0.6, 0.8, 1.1)

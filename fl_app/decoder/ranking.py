@@ -1,6 +1,6 @@
 """Lexicon decoding with the learned model.
 
-The template channels (fl_app/template.py) shortlist plausible lexicon words; the model's
+The template channels (fl_app/decoder/template.py) shortlist plausible lexicon words; the model's
 per-frame letter probabilities score each shortlisted word by its CTC likelihood; a weighted
 sum with the template score and the frequency prior ranks them. Any letter sequence can be
 scored, so words never seen in training and words added to the lexicon later decode too.
@@ -16,12 +16,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fl_app.features import FeatureSpec, encode_word, swipe_features
-from fl_app.keyboard import Keyboard
-from fl_app.lexicon import Lexicon
-from fl_app.model import SwipeModel, scripted
-from fl_app.swipe import Swipe
-from fl_app.template import TemplateDecoder, TemplateParams, top_k_words
+from fl_app.decoder.features import FeatureSpec, encode_word, swipe_features
+from fl_app.decoder.keyboard import Keyboard
+from fl_app.decoder.lexicon import Lexicon
+from fl_app.decoder.model import SwipeModel, scripted
+from fl_app.decoder.swipe import Swipe
+from fl_app.decoder.template import TemplateDecoder, TemplateParams, top_k_words
 
 MAX_K = 8
 IMPOSSIBLE = -1e4  # CTC log-likelihood given to words longer than the trace's frames

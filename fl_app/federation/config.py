@@ -2,7 +2,7 @@
 
 `conf/` is the one source of truth. `flwr run .` hands the ServerApp one run-config string,
 `overrides` (Hydra override syntax, e.g. ``strategy=fedprox model.hidden=64``), which `compose`
-applies; `python -m fl_app.experiment` composes the same tree from its command line. `finalize`
+applies; `python -m fl_app.federation.experiment` composes the same tree from its command line. `finalize`
 fills what depends on the place and time of a run (absolute paths, the run id) so the resolved
 config written into every manifest says exactly what ran. Secrets never enter the config: the
 checkpoint store reads them from the environment (``SWIPEFL_S3_*``).
@@ -20,7 +20,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from fl_app.bundle import DecoderSpec
+from fl_app.decoder.spec import DecoderSpec
 
 CONF_DIR_ENV = "SWIPEFL_CONF_DIR"
 CACHE_ENV = "SWIPEFL_CACHE"
@@ -45,7 +45,7 @@ def conf_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
     elif env:
         path = Path(env)
     else:
-        path = Path(__file__).resolve().parent.parent / "conf"
+        path = Path(__file__).resolve().parents[2] / "conf"
     if not (path / "config.yaml").is_file():
         raise ConfigError(f"no Hydra config tree at {path} (set {CONF_DIR_ENV})")
     return path.resolve()

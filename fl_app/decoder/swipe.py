@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from fl_app.errors import (
+from fl_app.decoder.errors import (
     DecreasingTimeError,
     MissingWordError,
     NonFiniteError,
@@ -21,7 +21,7 @@ from fl_app.errors import (
     TooManyPointsError,
     WordOutsideAlphabetError,
 )
-from fl_app.keyboard import Keyboard, keyboard_from_spec
+from fl_app.decoder.keyboard import Keyboard, keyboard_from_spec
 
 DEFAULT_MAX_POINTS = 2000
 

@@ -2,7 +2,7 @@
 
 The reference the federation is compared with (bench/federation.py), the core of the
 accuracy benchmark (bench/accuracy.py), and a quick end-to-end check of the decoder core:
-`python -m fl_app.centralized --help`.
+`python -m fl_app.synthetic.centralized --help`.
 """
 
 from __future__ import annotations
@@ -15,16 +15,16 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 import torch
 
-from fl_app.bundle import DecoderSpec
-from fl_app.decoder import LearnedDecoder
-from fl_app.evaluation import evaluate_decoder
-from fl_app.lexicon import Lexicon
-from fl_app.model import count_parameters
-from fl_app.swipe import Swipe
-from fl_app.synth import make_users
-from fl_app.template import TemplateDecoder
-from fl_app.training import Progress, SwipeDataset, TrainConfig, train
-from fl_app.tuning import tune_fusion, tune_template
+from fl_app.decoder.evaluation import evaluate_decoder
+from fl_app.decoder.lexicon import Lexicon
+from fl_app.decoder.model import count_parameters
+from fl_app.decoder.ranking import LearnedDecoder
+from fl_app.decoder.spec import DecoderSpec
+from fl_app.decoder.swipe import Swipe
+from fl_app.decoder.template import TemplateDecoder
+from fl_app.decoder.training import Progress, SwipeDataset, TrainConfig, train
+from fl_app.decoder.tuning import tune_fusion, tune_template
+from fl_app.synthetic.users import make_users
 
 # Seeds of the disjoint user populations: training, tuning and test users never overlap.
 TRAIN_SEED, TUNE_SEED, TEST_SEED, SHIFTED_SEED, UNSEEN_SEED = (

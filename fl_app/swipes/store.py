@@ -41,9 +41,15 @@ from typing import Any
 
 import numpy as np
 
-from fl_app.errors import InvalidKeyboardError, SwipeError
-from fl_app.keyboard import Keyboard, keyboard_from_spec
-from fl_app.swipe import DEFAULT_MAX_POINTS, Swipe, parse_swipe, validate_points, validate_word
+from fl_app.decoder.errors import InvalidKeyboardError, SwipeError
+from fl_app.decoder.keyboard import Keyboard, keyboard_from_spec
+from fl_app.decoder.swipe import (
+    DEFAULT_MAX_POINTS,
+    Swipe,
+    parse_swipe,
+    validate_points,
+    validate_word,
+)
 
 SCHEMA_VERSION = 1
 SPLITS = ("train", "heldout")

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from fl_app.errors import InvalidKeyboardError, UnknownLayoutError
+from fl_app.decoder.errors import InvalidKeyboardError, UnknownLayoutError
 
 # Row strings and the x offset of each row in key widths (phone keyboards stagger rows).
 NAMED_LAYOUTS: dict[str, dict[str, Any]] = {

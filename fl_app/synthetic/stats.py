@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from fl_app.swipe import Swipe
+from fl_app.decoder.swipe import Swipe
 
 PERCENTILES = {"p5": 5, "p25": 25, "p50": 50, "p75": 75, "p95": 95}
 STAT_KEYS = (*PERCENTILES, "mean")
@@ -51,6 +51,20 @@ PERSON_QUANTITIES = (
 )
 for _q in PERSON_QUANTITIES:
     LABELS[f"person_{_q}"] = f"per-person median of {LABELS[_q]}"
+
+# The quantities the generator is calibrated on: its median must lie inside the real
+# interquartile range (bench/accuracy.py reports them, tests/test_synth.py holds them).
+CALIBRATED = (
+    "start_offset_x_kw",
+    "start_offset_y_kw",
+    "end_offset_x_kw",
+    "end_offset_y_kw",
+    "ms_per_letter",
+    "path_ratio",
+    "start_dist_kw",
+    "end_dist_kw",
+    "speed_kw_s",
+)
 
 _NAN = float("nan")
 

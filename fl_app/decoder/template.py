@@ -12,9 +12,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from fl_app.features import collapse_repeats
-from fl_app.keyboard import Keyboard
-from fl_app.lexicon import Lexicon
+from fl_app.decoder.features import collapse_repeats
+from fl_app.decoder.keyboard import Keyboard
+from fl_app.decoder.lexicon import Lexicon
 
 N_SAMPLES = 32
 COARSE_STRIDE = 4

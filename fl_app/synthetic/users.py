@@ -1,7 +1,7 @@
 """Synthetic gesture-typing users: a per-user style, realistic traces and a non-IID vocabulary.
 
 The traces are the decoder's training data and must look like *real* phone swipes (see
-`fl_app.swipe_stats.REAL_STATS` for the measured target), over many keyboard sizes, so the
+`fl_app.synthetic.stats.REAL_STATS` for the measured target), over many keyboard sizes, so the
 generator favours realism and diversity (domain randomization) over tidiness.
 
 Motion model (Quinn & Zhai 2018, "A cost function of gesture typing"): the finger follows a
@@ -20,7 +20,7 @@ still).
 
 Calibrated against REAL_SWIPES.md with ~200 users x 20 swipes over the 10k lexicon: medians and
 quartiles of start/end offsets and distances, ms per letter, path-length ratio, speed and the
-per-person spreads match the real table (see `fl_app.swipe_stats.compare_table`).
+per-person spreads match the real table (see `fl_app.synthetic.stats.compare_table`).
 
 Everything is in key widths (kw = keyboard.key_width) in both axes (a key width is a physical
 length on the user's screen), converted to px at the end. Randomness only from the
@@ -35,9 +35,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fl_app.keyboard import NAMED_LAYOUTS, Keyboard, keyboard_from_spec, named_keyboard
-from fl_app.lexicon import Lexicon
-from fl_app.swipe import DEFAULT_MAX_POINTS, Swipe, make_swipe
+from fl_app.decoder.keyboard import NAMED_LAYOUTS, Keyboard, keyboard_from_spec, named_keyboard
+from fl_app.decoder.lexicon import Lexicon
+from fl_app.decoder.swipe import DEFAULT_MAX_POINTS, Swipe, make_swipe
 
 # --------------------------------------------------------------------------------------------
 # Ranges of the per-user style parameters. "train" users are drawn inside TRAIN_RANGES (the

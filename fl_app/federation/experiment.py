@@ -1,9 +1,9 @@
 """Hydra entry point: the same federation as `flwr run .`, configured from the command line.
 
-    python -m fl_app.experiment                                  # conf/ defaults
-    python -m fl_app.experiment strategy=fedprox strategy.mu=0.1 federation.num_rounds=5
-    python -m fl_app.experiment -m strategy=fedavg,fedadam       # a sweep: one run per point
-    python -m fl_app.experiment +experiment=smoke                # a named setup (conf/experiment/)
+    python -m fl_app.federation.experiment                                  # conf/ defaults
+    python -m fl_app.federation.experiment strategy=fedprox strategy.mu=0.1 federation.num_rounds=5
+    python -m fl_app.federation.experiment -m strategy=fedavg,fedadam       # a sweep: one run per point
+    python -m fl_app.federation.experiment +experiment=smoke                # a named setup (conf/experiment/)
 
 Each run simulates `simulation.num_supernodes` nodes with Flower's simulation engine
 (`flwr.simulation.run_simulation`, the same ServerApp and ClientApp logic as `flwr run .`) and
@@ -25,7 +25,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
-from fl_app.config import conf_dir
+from fl_app.federation.config import conf_dir
 from fl_app.federation.server import RunSummary
 
 log = logging.getLogger(__name__)

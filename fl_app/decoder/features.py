@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fl_app.keyboard import Keyboard
+from fl_app.decoder.keyboard import Keyboard
 
 FRAME_MS = 15.0
 MIN_FRAMES = 32

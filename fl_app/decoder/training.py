@@ -13,9 +13,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fl_app.features import FeatureSpec, encode_word, swipe_features
-from fl_app.model import SwipeModel
-from fl_app.swipe import Swipe
+from fl_app.decoder.features import FeatureSpec, encode_word, swipe_features
+from fl_app.decoder.model import SwipeModel
+from fl_app.decoder.swipe import Swipe
 
 BUDGET_PROBE_STEPS = 30  # under a time budget, the run's length is re-fitted this often
 
