@@ -27,7 +27,7 @@ from fl_app.checkpoints import (
     StoreUnavailable,
     store_from_config,
 )
-from fl_app.checkpoints.store import REDACTED
+from fl_app.checkpoints.format import REDACTED
 
 REPO = Path(__file__).resolve().parents[1]
 FAST_S3 = {"connect_timeout": 1.0, "read_timeout": 5.0, "max_attempts": 3, "max_retry_s": 1.0}

@@ -8,10 +8,19 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import uuid
 from pathlib import Path
+from typing import Any
 
 TMP_MARK = ".tmp-"
+REDACTED = "<redacted>"
+# The one rule for which config or manifest keys hold secrets (their values never leave the
+# process): names like secret_key, password, api_key, access_key, private_key, *_token.
+SECRET_KEY_RE = re.compile(
+    r"(secret|password|passwd|credential|api[_-]?key|access[_-]?key|private[_-]?key|(^|[_-])token$)",
+    re.IGNORECASE,
+)
 
 
 def sha256_hex(data: bytes) -> str:
@@ -57,3 +66,17 @@ def fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def redact_secrets(value: Any, secrets: tuple[str, ...] = (), _key: str = "") -> Any:
+    """A copy of `value` with the values under secret-looking keys (`SECRET_KEY_RE`), and any
+    string containing one of `secrets`, replaced by REDACTED: what manifests and logs carry."""
+    if _key and SECRET_KEY_RE.search(_key) and value not in (None, "", {}, []):
+        return REDACTED
+    if isinstance(value, dict):
+        return {k: redact_secrets(v, secrets, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_secrets(v, secrets) for v in value]
+    if isinstance(value, str) and any(s in value for s in secrets):
+        return REDACTED
+    return value

@@ -31,7 +31,7 @@ from safetensors.numpy import save as st_save
 
 from .base import Backend, check_key, check_round, check_run_id
 from .errors import CheckpointCorrupt, CheckpointError, CheckpointNotFound
-from .format import sha256_hex
+from .format import redact_secrets, sha256_hex
 from .release import ReleaseMixin
 
 log = logging.getLogger(__name__)
@@ -53,10 +53,6 @@ STORE_FIELDS = (
     "files",
     "tensors",
 )
-_SECRET_KEY_RE = re.compile(
-    r"(secret|password|passwd|credential|api[_-]?key|access[_-]?key|private[_-]?key|(^|[_-])token$)",
-    re.IGNORECASE,
-)
 _SECRET_ENV_VARS = (
     "SWIPEFL_S3_ACCESS_KEY",
     "SWIPEFL_S3_SECRET_KEY",
@@ -66,7 +62,6 @@ _SECRET_ENV_VARS = (
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
 )
-REDACTED = "<redacted>"
 
 
 def utc_now() -> str:
@@ -165,19 +160,6 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, PurePath):
         return str(value)
     raise CheckpointError(f"manifest value of type {type(value).__name__} is not JSON-serialisable")
-
-
-def redact_secrets(value: Any, secrets: tuple[str, ...] = (), _key: str = "") -> Any:
-    """Replace values under secret-looking keys, and strings containing a known secret."""
-    if _key and _SECRET_KEY_RE.search(_key) and value not in (None, "", {}, []):
-        return REDACTED
-    if isinstance(value, dict):
-        return {k: redact_secrets(v, secrets, str(k)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact_secrets(v, secrets) for v in value]
-    if isinstance(value, str) and any(s in value for s in secrets):
-        return REDACTED
-    return value
 
 
 def _known_secrets(backend: Backend) -> tuple[str, ...]:

@@ -11,7 +11,6 @@ checkpoint store reads them from the environment (``SWIPEFL_S3_*``).
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import shlex
 from datetime import datetime, timezone
@@ -20,14 +19,13 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from fl_app.checkpoints.format import redact_secrets
 from fl_app.decoder.spec import DecoderSpec
 
 CONF_DIR_ENV = "SWIPEFL_CONF_DIR"
 CACHE_ENV = "SWIPEFL_CACHE"
 STRATEGIES = ("fedavg", "fedprox", "fedadam")
 LR_SCHEDULES = ("constant", "cosine")
-# Config keys that must never carry a value into a manifest or a log line.
-_SECRET_KEY_RE = re.compile(r"(secret|password|passwd|token|credential|access[_-]?key)", re.I)
 
 
 class ConfigError(ValueError):
@@ -181,14 +179,4 @@ def decoder_spec(cfg: DictConfig) -> DecoderSpec:
 def public_config(cfg: DictConfig) -> dict[str, Any]:
     """The resolved config as plain data, with any secret-looking key's value removed."""
     data = OmegaConf.to_container(cfg, resolve=True)
-    return _drop_secrets(data)
-
-
-def _drop_secrets(value: Any, key: str = "") -> Any:
-    if key and _SECRET_KEY_RE.search(key):
-        return "<redacted>"
-    if isinstance(value, dict):
-        return {str(k): _drop_secrets(v, str(k)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_drop_secrets(v) for v in value]
-    return value
+    return redact_secrets(data)
