@@ -13,20 +13,21 @@ from wordfreq import top_n_list, word_frequency
 from fl_app.decoder.keyboard import LANGUAGE_ALPHABETS
 
 OUT = Path(__file__).resolve().parents[1] / "fl_app" / "decoder" / "data"
-SIZE = 20000
+SIZE = {"en": 100_000, "ru": 20_000}  # words per language: enough to type with (docs/data.md)
 NORMALISE = {"ru": str.maketrans({"ё": "е", "ъ": "ь"})}
 
 
 def build(language: str) -> list[tuple[str, float]]:
     alphabet = set(LANGUAGE_ALPHABETS[language])
     table = NORMALISE.get(language)
+    size = SIZE[language]
     seen: dict[str, float] = {}
-    for raw in top_n_list(language, SIZE * 3):
+    for raw in top_n_list(language, size * 3, wordlist="large"):
         word = raw.lower().translate(table) if table else raw.lower()
         if len(word) < 2 or not set(word) <= alphabet:
             continue
         seen[word] = seen.get(word, 0.0) + word_frequency(raw, language)
-        if len(seen) >= SIZE:
+        if len(seen) >= size:
             break
     return sorted(seen.items(), key=lambda kv: -kv[1])
 

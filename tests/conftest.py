@@ -129,3 +129,16 @@ def deployment_factory(tmp_path):
         dep.stop()
         survivors.update(dep.leftovers())
     assert not survivors, f"processes of a deployment survived its stop: {survivors}"
+
+
+@pytest.fixture(scope="session")
+def real_swipes_dir():
+    """The real-swipes folder (SWIPEFL_REAL_SWIPES, default ../shared/real-swipes). CI has it:
+    a test that needs it fails when it is missing, never skips (a green run must mean the real
+    figures were checked)."""
+    from fl_app.datasets.real import RealSwipesMissing, real_swipes_dir
+
+    try:
+        return real_swipes_dir()
+    except RealSwipesMissing as exc:
+        pytest.fail(str(exc))

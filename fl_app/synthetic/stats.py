@@ -1,6 +1,6 @@
 """Statistics of labelled swipes, comparable with the measured real phone swipes.
 
-`REAL_STATS` embeds the table of /work/shared/REAL_SWIPES.md (74,295 real swipes by 1,198
+`REAL_STATS` embeds the table of REAL_SWIPES.md (shared beside the repository) (74,295 real swipes by 1,198
 people, a mobile web QWERTY keyboard): the generator's calibration target. `compute_stats`
 measures the same quantities on any labelled swipes (distances in key widths,
 kw = keyboard.key_width, in both axes; offsets are trace point minus the key centre of the
