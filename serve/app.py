@@ -4,7 +4,7 @@ The lifespan builds the services (swipe store, model manager, decode thread, ing
 personalizer), serves the release cached on the device at once if there is one, and starts the
 reload watcher (first check at once, then every ``reload_interval_s``). The app answers before
 any release exists: predictions get 503 MODEL_NOT_LOADED until one loads. Shutdown stops the
-watcher, answers queued predictions, commits queued swipes, then closes the store.
+watcher, answers queued predictions, commits queued swipes, then closes the swipe store.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from anyio import to_thread
 from fastapi import FastAPI
 
 from .api.main import api_router
+from .api.routes import predict
 from .core.config import Settings
 from .errors import install_error_handlers
 from .logging import setup_logging
@@ -49,7 +50,7 @@ async def _retention_loop(services: Services, interval: float) -> None:
         return
     while True:
         try:
-            deleted = await to_thread.run_sync(services.store.enforce_retention)
+            deleted = await to_thread.run_sync(services.swipes.enforce_retention)
             if deleted:
                 log.info("retention deleted swipes", extra={"deleted": deleted})
         except Exception as exc:
@@ -106,7 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.services = None
     install_error_handlers(app)
     app.include_router(api_router)
-    app.add_middleware(PredictShortcut)  # added first: innermost, inside the two below
+    app.add_middleware(PredictShortcut, route=predict.ROUTE)  # added first: innermost
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(
         RequestMetricsMiddleware, metrics=app.state.metrics, access_log=settings.access_log

@@ -4,23 +4,23 @@ Routing, dependency injection and the stdlib JSON parse followed by ``validate_p
 about 0.35 ms of event-loop time per prediction, GIL time the decode threads wait for. On the
 2-core reference machine, answering here took predictions at concurrency 8 from about 480 to
 580 a second and p99 from about 27 to 22 ms (``bench/serve.py``). The route stays declared in
-FastAPI (OpenAPI, docs, schema fuzzing) and both answer through ``routes.predict.answer``.
-Whatever this middleware does not take as-is, a body that fails the schema or another content
-type, goes on to FastAPI with the body replayed, so every error has one implementation.
+FastAPI (OpenAPI, docs, schema fuzzing) and both answer through ``services.prediction``; the app
+hands this middleware the declared route, whose path it takes and whose template labels its
+requests' metrics. Whatever this middleware does not take as-is, a body that fails the schema or
+another content type, goes on to FastAPI with the body replayed, so every error has one
+implementation.
 """
 
 from __future__ import annotations
 
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .api.routes.predict import PATH, answer, router
 from .errors import ApiError, error_response, internal_error
 from .middleware import read_body, replay_body
 from .schemas import PredictRequest
-
-_ROUTE = next(r for r in router.routes if getattr(r, "path", None) == PATH)
 
 
 def _is_json(scope: Scope) -> bool:
@@ -33,13 +33,14 @@ def _is_json(scope: Scope) -> bool:
 class PredictShortcut:
     """Sits inside the body-limit and metrics middlewares, so both still apply."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, route: APIRoute) -> None:
         self.app = app
+        self.route = route
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not (
             scope["type"] == "http"
-            and scope["path"] == PATH
+            and scope["path"] == self.route.path
             and scope["method"] == "POST"
             and _is_json(scope)
         ):
@@ -57,12 +58,12 @@ class PredictShortcut:
         if request is None:  # FastAPI answers it: schema errors, a sidecar still starting
             await self.app(scope, replay_body(body, receive), send)
             return
-        scope["route"] = _ROUTE  # what FastAPI sets: the metrics middleware labels by its path
+        scope["route"] = self.route  # what FastAPI sets: the metrics middleware labels by it
         try:
-            payload, headers = await answer(request, services, state.settings)
+            payload, headers = await services.prediction.answer(request.to_contract(), request.k)
             response = JSONResponse(payload, headers=headers)
         except ApiError as exc:
             response = error_response(exc)
         except Exception as exc:
-            response = internal_error(PATH, exc)
+            response = internal_error(self.route.path, exc)
         await response(scope, receive, send)

@@ -1,8 +1,8 @@
-"""Request and response bodies of the sidecar API (the swipe format is ARCHITECTURE.md's).
+"""Request and response bodies of the sidecar API (the swipe format is docs/formats.md's).
 
 The schemas check types and shapes; what makes a swipe *valid* (enough points, time order,
 bounds, the word's alphabet) is checked by ``fl_app.decoder.swipe.parse_swipe``, the same code the
-store and the decoder use, and reported as ``INVALID_SWIPE`` with its specific ``reason``.
+swipe store and the decoder use, and reported as ``INVALID_SWIPE`` with its specific ``reason``.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class SwipeBase(BaseModel):
     keyboard: KeyboardSpec
 
     def to_contract(self) -> dict[str, Any]:
-        """The ARCHITECTURE.md swipe dict, as ``parse_swipe`` reads it."""
+        """The swipe dict of docs/formats.md, as ``parse_swipe`` reads it."""
         return {
             "points": [[p["x"], p["y"], p["t"]] for p in self.points],
             "keyboard": self.keyboard.model_dump(exclude_none=True),

@@ -160,7 +160,7 @@ def release_tensors(spec: DecoderSpec = SMALL_SPEC, seed: int = 0) -> dict[str, 
 
 
 def publish(
-    store: CheckpointStore,
+    checkpoints: CheckpointStore,
     run_id: str = "run-a",
     server_round: int = 1,
     *,
@@ -176,15 +176,15 @@ def publish(
         "decoder": spec.to_manifest() if decoder is None else decoder,
         "metrics": metrics if metrics is not None else {"top1": 0.1 * server_round},
     }
-    store.save(run_id, server_round, tensors, manifest=manifest)
-    return store.promote(run_id, server_round)
+    checkpoints.save(run_id, server_round, tensors, manifest=manifest)
+    return checkpoints.promote(run_id, server_round)
 
 
 # -- swipes ------------------------------------------------------------------------------------
 
 
 def synthetic_swipes(n: int, seed: int = 0, lexicon_size: int = 2000) -> list[dict[str, Any]]:
-    """Realistic labelled swipes (ARCHITECTURE.md format) from fl_app.synthetic.users."""
+    """Realistic labelled swipes (docs/formats.md format) from fl_app.synthetic.users."""
     from fl_app.decoder.lexicon import load_lexicon
     from fl_app.synthetic.users import make_user
 

@@ -118,12 +118,11 @@ class LearnedDecoder:
         lexicon: Lexicon,
         template_params: TemplateParams | None = None,
         fusion: FusionWeights | None = None,
-        device: torch.device | None = None,
     ) -> None:
         self.model = model.eval()
         self.spec = spec
         self.fusion = fusion or FusionWeights()
-        self.device = device or next(model.parameters()).device
+        self.device = next(model.parameters()).device  # inputs go where the model is
         self.template = TemplateDecoder(lexicon, template_params)
         self._targets: LexiconTargets | None = None
 

@@ -1,4 +1,8 @@
-"""The sidecar's services (no HTTP here): routes call them, the lifespan starts and stops them."""
+"""The sidecar's services (no HTTP here): routes call them, the lifespan starts and stops them.
+
+``swipes`` is the device's SQLite swipe store; the checkpoint store (releases) is reached only
+through the ``ModelManager``, which opens it with ``checkpoints()`` on first use.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from .model_manager import ModelManager
 from .parsing import SwipeParser
 from .personal_words import PersonalWords
 from .personalization import Personalizer, TrainOptions
+from .prediction import PredictionService
 from .predictor import Predictor
 
 log = logging.getLogger("serve")
@@ -24,10 +29,11 @@ log = logging.getLogger("serve")
 class Services:
     settings: Settings
     metrics: Metrics
-    store: SwipeStore
+    swipes: SwipeStore
     words: PersonalWords
     manager: ModelManager
     predictor: Predictor
+    prediction: PredictionService
     ingest: Ingest
     personalizer: Personalizer
     parser: SwipeParser
@@ -35,7 +41,7 @@ class Services:
     @classmethod
     def build(cls, settings: Settings, metrics: Metrics) -> Services:
         settings.device_dir.mkdir(parents=True, exist_ok=True)
-        store = SwipeStore(
+        swipes = SwipeStore(
             settings.swipe_store_path,
             max_points=settings.max_points,
             max_rows=settings.retention_max_rows,
@@ -44,7 +50,7 @@ class Services:
         )
         words = PersonalWords(settings.device_dir / "words.json", settings.max_personal_words)
 
-        def checkpoint_store() -> CheckpointStore:
+        def checkpoints() -> CheckpointStore:
             return store_from_config(
                 settings.checkpoint_store,
                 root=settings.checkpoint_dir,
@@ -62,7 +68,7 @@ class Services:
             )
 
         manager = ModelManager(
-            checkpoint_store,
+            checkpoints,
             settings.device_dir,
             metrics,
             words.words_for,
@@ -76,9 +82,9 @@ class Services:
             timeout_s=settings.predict_timeout_s,
             workers=settings.predict_workers,
         )
-        ingest = Ingest(store, metrics, max_group=settings.ingest_max_group)
+        ingest = Ingest(swipes, metrics, max_group=settings.ingest_max_group)
         personalizer = Personalizer(
-            store,
+            swipes,
             manager,
             metrics,
             TrainOptions(
@@ -91,8 +97,18 @@ class Services:
             ),
         )
         parser = SwipeParser(settings.max_points)
+        prediction = PredictionService(parser, manager, predictor, max_k=settings.max_k)
         return cls(
-            settings, metrics, store, words, manager, predictor, ingest, personalizer, parser
+            settings=settings,
+            metrics=metrics,
+            swipes=swipes,
+            words=words,
+            manager=manager,
+            predictor=predictor,
+            prediction=prediction,
+            ingest=ingest,
+            personalizer=personalizer,
+            parser=parser,
         )
 
     def start(self) -> None:
@@ -100,8 +116,8 @@ class Services:
         self.ingest.start()
 
     def close(self) -> None:
-        """Stop training, answer queued predictions, commit queued swipes, close the store."""
+        """Stop training, answer queued predictions, commit queued swipes, close the swipe store."""
         self.personalizer.close()
         self.predictor.close()
         self.ingest.close()
-        self.store.close()
+        self.swipes.close()

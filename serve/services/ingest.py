@@ -50,8 +50,8 @@ def _deliver(future: asyncio.Future, ids: list[int] | None, error: BaseException
 
 
 class Ingest:
-    def __init__(self, store: SwipeStore, metrics: Metrics, *, max_group: int = 2048) -> None:
-        self.store = store
+    def __init__(self, swipes: SwipeStore, metrics: Metrics, *, max_group: int = 2048) -> None:
+        self.swipes = swipes
         self.metrics = metrics
         self.max_group = max_group
         self._queue: queue.Queue[_Request | None] = queue.Queue()
@@ -118,8 +118,8 @@ class Ingest:
         keys = [k for r in group for k in r.keys]
         t0 = time.perf_counter()
         try:
-            before = self.store.max_id()
-            ids = self.store.append_many(swipes, idempotency_keys=keys, source="device")
+            before = self.swipes.max_id()
+            ids = self.swipes.append_many(swipes, idempotency_keys=keys, source="device")
         except Exception as exc:
             if len(group) > 1:
                 for request in group:

@@ -75,9 +75,9 @@ class TrainOptions:
 
 class Personalizer:
     def __init__(
-        self, store: SwipeStore, manager: ModelManager, metrics: Metrics, options: TrainOptions
+        self, swipes: SwipeStore, manager: ModelManager, metrics: Metrics, options: TrainOptions
     ) -> None:
-        self.store = store
+        self.swipes = swipes
         self.manager = manager
         self.metrics = metrics
         self.options = options
@@ -100,7 +100,7 @@ class Personalizer:
             served = self.manager.current
             if served is None:
                 raise model_not_loaded()
-            n = self.store.count()
+            n = self.swipes.count()
             if n < self.options.min_swipes:
                 raise ApiError(
                     "NOT_ENOUGH_SWIPES",
@@ -178,8 +178,8 @@ class Personalizer:
                     out.append(s)
             return out
 
-        heldout = usable(self.store.load(split="heldout", limit=opts.max_swipes))
-        train_set = usable(self.store.load(split="train", limit=opts.max_swipes))
+        heldout = usable(self.swipes.load(split="heldout", limit=opts.max_swipes))
+        train_set = usable(self.swipes.load(split="train", limit=opts.max_swipes))
         if len(heldout) < 2 or len(train_set) < 2:
             raise ApiError(
                 "NOT_ENOUGH_SWIPES",

@@ -14,7 +14,7 @@ router = APIRouter(prefix="/api/v1", tags=["stats"])
 
 @router.get("/stats", response_model=Stats)
 def stats(services: ServicesDep) -> Stats:
-    counts = services.store.stats()
+    counts = services.swipes.stats()
     job = services.personalizer.latest()
     return Stats(
         swipes={k: counts[k] for k in ("total", "new_since_training", "train", "heldout")},

@@ -67,6 +67,6 @@ def delete_swipes(
         Query(description="delete only swipes stored before this time (ISO 8601); default all"),
     ] = None,
 ) -> Deleted:
-    store = services.store
-    n = store.delete_all() if older_than is None else store.delete_older_than(older_than)
+    swipes = services.swipes
+    n = swipes.delete_all() if older_than is None else swipes.delete_older_than(older_than)
     return Deleted(deleted=n)
