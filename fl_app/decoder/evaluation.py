@@ -22,7 +22,11 @@ def rank_of(word: str, suggestions: Sequence[tuple[str, float]] | Sequence[str])
 
 def accuracy_metrics(words: Sequence[str], suggestions: Sequence[Sequence]) -> dict[str, float]:
     """top1, top4, mrr (and n) of suggestion lists against the true words."""
-    ranks = [rank_of(w, s) for w, s in zip(words, suggestions)]
+    return metrics_from_ranks([rank_of(w, s) for w, s in zip(words, suggestions)])
+
+
+def metrics_from_ranks(ranks: Sequence[int | None]) -> dict[str, float]:
+    """top1, top4, mrr (and n) from each swipe's 1-based rank of its word (None: not shown)."""
     n = len(ranks)
     if n == 0:
         return {"top1": float("nan"), "top4": float("nan"), "mrr": float("nan"), "n": 0}

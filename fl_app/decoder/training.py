@@ -8,11 +8,13 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fl_app.decoder.augment import AugmentConfig, augment_points
 from fl_app.decoder.features import FeatureSpec, encode_word, swipe_features
 from fl_app.decoder.model import SwipeModel
 from fl_app.decoder.swipe import Swipe
@@ -23,6 +25,7 @@ BUDGET_PROBE_STEPS = 30  # under a time budget, the run's length is re-fitted th
 @dataclass
 class TrainConfig:
     epochs: float = 1.0  # may be fractional: 0.5 = half a pass over the data
+    steps: int | None = None  # a fixed number of optimizer steps instead of `epochs`
     lr: float = 2e-3
     batch_size: int = 64
     weight_decay: float = 1e-4
@@ -53,12 +56,24 @@ class Progress:
     loss: float
 
 
+class TrainingData(Protocol):
+    """What the training loop needs of a dataset: its size, frames per example (to batch
+    similar lengths together) and the examples' features and CTC targets."""
+
+    lengths: np.ndarray
+
+    def __len__(self) -> int: ...
+
+    def examples(self, idx: Sequence[int]) -> tuple[list[np.ndarray], list[list[int]]]: ...
+
+
 class SwipeDataset:
     """Features and CTC targets of labelled swipes, computed once."""
 
     def __init__(self, features: list[np.ndarray], targets: list[list[int]]) -> None:
         self.features = features
         self.targets = targets
+        self.lengths = np.array([len(f) for f in features], dtype=np.int64)
 
     @classmethod
     def from_swipes(cls, swipes: Sequence[Swipe], spec: FeatureSpec) -> SwipeDataset:
@@ -73,13 +88,83 @@ class SwipeDataset:
     def __len__(self) -> int:
         return len(self.features)
 
+    def examples(self, idx: Sequence[int]) -> tuple[list[np.ndarray], list[list[int]]]:
+        return [self.features[i] for i in idx], [self.targets[i] for i in idx]
+
     def batch(self, idx: Sequence[int]) -> tuple[torch.Tensor, ...]:
-        feats = [torch.from_numpy(self.features[i]) for i in idx]
-        x = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
-        lengths = torch.tensor([len(f) for f in feats])
-        target_len = torch.tensor([len(self.targets[i]) for i in idx])
-        flat = torch.tensor([c for i in idx for c in self.targets[i]], dtype=torch.long)
-        return x, lengths, flat, target_len
+        return collate(*self.examples(idx))
+
+
+class AugmentedSwipes:
+    """Labelled swipes whose features are computed per batch from a fresh augmentation
+    (fl_app/decoder/augment.py): a few thousand real swipes never look the same twice."""
+
+    def __init__(
+        self, swipes: Sequence[Swipe], spec: FeatureSpec, augment: AugmentConfig, seed: int = 0
+    ) -> None:
+        letters = set(spec.alphabet)
+        self.swipes = [s for s in swipes if s.word is not None and letters.issuperset(s.word)]
+        self.targets = [encode_word(str(s.word), spec.alphabet) for s in self.swipes]
+        self.spec, self.augment = spec, augment
+        self.rng = np.random.default_rng(seed)
+        self.lengths = np.array([frame_count(s.duration_ms, spec) for s in self.swipes])
+
+    def __len__(self) -> int:
+        return len(self.swipes)
+
+    def examples(self, idx: Sequence[int]) -> tuple[list[np.ndarray], list[list[int]]]:
+        feats = []
+        for i in idx:
+            s = self.swipes[i]
+            points = augment_points(s.points, s.keyboard, self.augment, self.rng)
+            feats.append(swipe_features(points, s.keyboard, self.spec))
+        return feats, [self.targets[i] for i in idx]
+
+
+class MixedDataset:
+    """Several datasets as one, part k seen `repeats[k]` times per epoch (oversampling a small
+    real set beside a large synthetic one)."""
+
+    def __init__(self, parts: Sequence[TrainingData], repeats: Sequence[int]) -> None:
+        if len(parts) != len(repeats) or any(r < 0 for r in repeats):
+            raise ValueError("one non-negative repeat count per part")
+        self.parts = list(parts)
+        pairs = [
+            np.stack([np.full(len(p) * r, k), np.tile(np.arange(len(p)), r)], axis=1)
+            for k, (p, r) in enumerate(zip(parts, repeats))
+        ]
+        self.index = np.concatenate(pairs).astype(np.int64) if pairs else np.zeros((0, 2), int)
+        self.lengths = np.array([self.parts[k].lengths[i] for k, i in self.index], dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def examples(self, idx: Sequence[int]) -> tuple[list[np.ndarray], list[list[int]]]:
+        feats: list[np.ndarray] = []
+        targets: list[list[int]] = []
+        for j in idx:
+            k, i = self.index[j]
+            f, t = self.parts[int(k)].examples([int(i)])
+            feats += f
+            targets += t
+        return feats, targets
+
+
+def collate(
+    features: Sequence[np.ndarray], targets: Sequence[list[int]]
+) -> tuple[torch.Tensor, ...]:
+    """Padded features, their lengths, the concatenated CTC targets and their lengths."""
+    feats = [torch.from_numpy(f) for f in features]
+    x = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
+    lengths = torch.tensor([len(f) for f in feats])
+    target_len = torch.tensor([len(t) for t in targets])
+    flat = torch.tensor([c for t in targets for c in t], dtype=torch.long)
+    return x, lengths, flat, target_len
+
+
+def frame_count(duration_ms: float, spec: FeatureSpec) -> int:
+    """Frames `swipe_features` makes of a trace of this duration (before augmentation)."""
+    return int(np.clip(round(duration_ms / spec.frame_ms) + 1, spec.min_frames, spec.max_frames))
 
 
 def ctc_batch_loss(
@@ -92,7 +177,7 @@ def ctc_batch_loss(
 
 def train(
     model: SwipeModel,
-    data: SwipeDataset,
+    data: TrainingData,
     config: TrainConfig,
     *,
     progress: Callable[[Progress], None] | None = None,
@@ -109,6 +194,8 @@ def train(
     n = len(data)
     steps_per_epoch = max(1, math.ceil(n / config.batch_size))
     total = max(1, round(steps_per_epoch * config.epochs)) if n else 0
+    if config.steps is not None and n:
+        total = int(config.steps)
     plan = {"total": total}  # the schedule reads it: a time budget may shorten the run
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_schedule(config, plan))
     t0 = time.perf_counter()
@@ -123,7 +210,7 @@ def train(
         if should_stop is not None and should_stop():
             cancelled = True
             break
-        loss = ctc_batch_loss(model, data.batch(idx), device)
+        loss = ctc_batch_loss(model, collate(*data.examples(idx)), device)
         if start_weights is not None:
             prox = sum(((p - w0) ** 2).sum() for p, w0 in zip(model.parameters(), start_weights))
             loss = loss + 0.5 * config.mu * prox
@@ -151,7 +238,7 @@ def train(
 
 
 def _length_bucketed_batches(
-    data: SwipeDataset, batch_size: int, rng: np.random.Generator
+    data: TrainingData, batch_size: int, rng: np.random.Generator
 ) -> list[np.ndarray]:
     """One epoch of shuffled batches of similar-length swipes: padding costs GRU steps."""
     order = rng.permutation(len(data))
@@ -159,7 +246,7 @@ def _length_bucketed_batches(
     batches = []
     for start in range(0, len(order), pool):
         chunk = order[start : start + pool]
-        chunk = chunk[np.argsort([len(data.features[i]) for i in chunk], kind="stable")]
+        chunk = chunk[np.argsort(data.lengths[chunk], kind="stable")]
         batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
     return [batches[i] for i in rng.permutation(len(batches))]
 
@@ -184,7 +271,7 @@ def _lr_schedule(config: TrainConfig, plan: dict[str, int]) -> Callable[[int], f
 
 @torch.inference_mode()
 def mean_loss(
-    model: SwipeModel, data: SwipeDataset, batch_size: int = 128, device: torch.device | None = None
+    model: SwipeModel, data: TrainingData, batch_size: int = 128, device: torch.device | None = None
 ) -> float:
     """Mean CTC loss over a dataset (federated evaluation reports it)."""
     device = device or next(model.parameters()).device
@@ -192,6 +279,6 @@ def mean_loss(
     total, count = 0.0, 0
     for start in range(0, len(data), batch_size):
         idx = list(range(start, min(start + batch_size, len(data))))
-        total += float(ctc_batch_loss(model, data.batch(idx), device)) * len(idx)
+        total += float(ctc_batch_loss(model, collate(*data.examples(idx)), device)) * len(idx)
         count += len(idx)
     return total / count if count else float("nan")

@@ -1,0 +1,48 @@
+"""The pretraining recipe's settings, typed (composed by Hydra from conf/pretrain.yaml)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fl_app.decoder.augment import AugmentConfig
+
+
+@dataclass
+class ModelSettings:
+    conv_channels: int = 128
+    hidden: int = 128
+    gru_layers: int = 2
+    dropout: float = 0.1
+
+
+@dataclass
+class DataSettings:
+    lexicon_size: int = 100_000  # the shipped lexicon (and the synthetic users' vocabulary)
+    synthetic_users: int = 3000
+    synthetic_swipes_per_user: int = 60
+    synthetic_seed: int = 1
+    real_parts: list[str] = field(default_factory=lambda: ["public-train"])
+    real_repeats: int = 4  # real swipes seen this many times per synthetic pass
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass
+class TrainSettings:
+    steps: int = 12_000
+    batch_size: int = 64
+    lr: float = 2e-3
+    warmup_steps: int = 300
+    weight_decay: float = 1e-4
+    grad_clip: float = 1.0
+    threads: int = 0  # torch threads; 0: torch's default (all cores)
+
+
+@dataclass
+class PretrainConfig:
+    seed: int = 0
+    model: ModelSettings = field(default_factory=ModelSettings)
+    data: DataSettings = field(default_factory=DataSettings)
+    train: TrainSettings = field(default_factory=TrainSettings)
+    out: str = "outputs/pretrain"  # the checkpoint folder (model.safetensors + manifest.json)
+    evaluate_dev: bool = True  # report the dev users' figures (never used to choose anything)
+    eval_swipes: int = 0  # at most this many swipes of public-val and of dev (0: all of them)

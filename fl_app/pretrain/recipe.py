@@ -1,0 +1,195 @@
+"""The recipe: data, training, tuning on public-val, figures, the checkpoint.
+
+Everything is fixed by the config (seeds, step count): two runs on the same machine give the
+same weights. Choices are made on public-val only; dev figures are measured at the end and
+recorded, never used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fl_app.datasets.real import (
+    CITATION,
+    RealSwipe,
+    load_real,
+    real_swipes_file,
+    stratified_sample,
+)
+from fl_app.datasets.real_eval import (
+    CONDITIONS,
+    FULL_SIZE,
+    LexiconCondition,
+    measure_on_real,
+    tuned_template,
+)
+from fl_app.decoder.model import count_parameters
+from fl_app.decoder.ranking import LearnedDecoder
+from fl_app.decoder.spec import DecoderSpec, model_arrays
+from fl_app.decoder.training import (
+    AugmentedSwipes,
+    MixedDataset,
+    Progress,
+    SwipeDataset,
+    TrainConfig,
+    train,
+)
+from fl_app.decoder.tuning import tune_fusion
+from fl_app.pretrain.config import PretrainConfig
+from fl_app.synthetic.users import make_users
+
+SHIPPED = LexiconCondition(FULL_SIZE, False)
+LICENCE_NOTE = (
+    "Trained on synthetic swipes and on real swipes of the public-train users of the How We "
+    "Swipe dataset (" + CITATION + "); the lexicon derives from wordfreq (CC BY-SA 4.0, "
+    "Robyn Speer and contributors)."
+)
+
+
+def decoder_spec(cfg: PretrainConfig) -> DecoderSpec:
+    m = cfg.model
+    return DecoderSpec(
+        language="en",
+        lexicon_size=cfg.data.lexicon_size,
+        conv_channels=m.conv_channels,
+        hidden=m.hidden,
+        gru_layers=m.gru_layers,
+        dropout=m.dropout,
+    )
+
+
+def synthetic_swipes(cfg: PretrainConfig, spec: DecoderSpec) -> list:
+    d = cfg.data
+    users = make_users(d.synthetic_users, d.synthetic_seed, spec.lexicon())
+    return [s for u in users for s in u.swipes(d.synthetic_swipes_per_user)]
+
+
+def real_digest(rows: list[RealSwipe]) -> str:
+    """Which real rows the model saw: users and seqs, hashed (the rows themselves stay out)."""
+    h = hashlib.sha256()
+    for r in rows:
+        h.update(f"{r.user}:{r.seq}\n".encode())
+    return h.hexdigest()
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def run(cfg: PretrainConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train, tune and measure; returns (tensors, manifest) in a dict and writes nothing."""
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    t0 = time.perf_counter()
+    spec = decoder_spec(cfg)
+    real = load_real(cfg.data.real_parts) if cfg.data.real_parts else []
+    val = _limited(load_real("public-val"), cfg)
+    synthetic = synthetic_swipes(cfg, spec) if cfg.data.synthetic_users else []
+    parts, repeats = [], []
+    if synthetic:
+        parts.append(SwipeDataset.from_swipes(synthetic, spec.features))
+        repeats.append(1)
+    if real:
+        augmented = AugmentedSwipes(
+            [r.swipe for r in real], spec.features, cfg.data.augment, seed=cfg.seed
+        )
+        parts.append(augmented)
+        repeats.append(cfg.data.real_repeats)
+    data = MixedDataset(parts, repeats)
+    t_data = time.perf_counter() - t0
+    log(f"data: {len(synthetic)} synthetic + {len(real)} real swipes ({t_data:.0f} s)")
+
+    model = spec.build_model(seed=cfg.seed, device=torch.device("cpu"))
+    tc = cfg.train
+    config = TrainConfig(
+        steps=tc.steps,
+        lr=tc.lr,
+        batch_size=tc.batch_size,
+        weight_decay=tc.weight_decay,
+        grad_clip=tc.grad_clip,
+        warmup_steps=tc.warmup_steps,
+        cosine=True,
+        seed=cfg.seed,
+    )
+    t1 = time.perf_counter()
+
+    def progress(p: Progress) -> None:
+        if p.step % 500 == 0 or p.step == p.total_steps:
+            log(
+                f"  step {p.step}/{p.total_steps} loss {p.loss:.3f} ({time.perf_counter() - t1:.0f} s)"
+            )
+
+    result = train(model, data, config, progress=progress)
+    t_train = time.perf_counter() - t1
+
+    # Decoding weights for the shipped lexicon, chosen on public-val.
+    params = tuned_template(SHIPPED, val)
+    decoder = LearnedDecoder(model, spec.features, SHIPPED.build([]), params, spec.fusion)
+    fusion, _ = tune_fusion(decoder, [r.swipe for r in val])
+    spec = replace(spec, template=params, fusion=fusion)
+
+    conditions = CONDITIONS
+    figures = {"public_val": _figures(spec, model, val, val, conditions, log)}
+    if cfg.evaluate_dev:
+        figures["dev"] = _figures(
+            spec, model, _limited(load_real("dev"), cfg), val, conditions, log
+        )
+    wall = time.perf_counter() - t0
+    manifest = {
+        "decoder": spec.to_manifest(),
+        "lexicon_id": spec.lexicon().lexicon_id,
+        "kind": "base",
+        "recipe": {"command": "python -m fl_app.pretrain", "config": asdict(cfg)},
+        "data": {
+            "real": {
+                "file_sha256": file_digest(real_swipes_file()),
+                "parts": list(cfg.data.real_parts),
+                "users": len({r.user for r in real}),
+                "swipes": len(real),
+                "rows_sha256": real_digest(real),
+            },
+            "synthetic": {
+                "users": cfg.data.synthetic_users,
+                "swipes": len(synthetic),
+                "seed": cfg.data.synthetic_seed,
+                "generator_sha256": _generator_digest(),
+            },
+        },
+        "metrics": figures,
+        "train": {
+            "steps": result.steps,
+            "final_loss": result.loss,
+            "parameters": count_parameters(model),
+            "seconds": {"data": t_data, "train": t_train, "total": wall},
+            "threads": torch.get_num_threads(),
+        },
+        "citation": CITATION,
+        "licence_note": LICENCE_NOTE,
+    }
+    return {"tensors": model_arrays(model), "manifest": manifest, "model": model, "spec": spec}
+
+
+def _figures(spec, model, swipes, val, conditions, log) -> dict[str, dict[str, float]]:
+    """top-1/top-4/MRR under each lexicon condition, weights re-tuned on `val` per condition
+    (the shipped condition uses the spec's own weights, as a device would)."""
+    out: dict[str, dict[str, float]] = {}
+    for fig in measure_on_real({"base": (spec, model)}, swipes, val, conditions, False, log):
+        out[fig.condition] = {**fig.metrics, "top1_ci": list(fig.top1_ci)}
+    return out
+
+
+def _limited(rows: list[RealSwipe], cfg: PretrainConfig) -> list[RealSwipe]:
+    return stratified_sample(rows, cfg.eval_swipes, seed=cfg.seed) if cfg.eval_swipes else rows
+
+
+def _generator_digest() -> str:
+    import fl_app.synthetic.users as users
+
+    return file_digest(Path(users.__file__))
