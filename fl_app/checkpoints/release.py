@@ -23,6 +23,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from .errors import CheckpointCorrupt, CheckpointError, CheckpointNotFound
+from .format import FORMAT_VERSION, decode_json, encode_json, encode_json_line, to_jsonable, utc_now
 
 if TYPE_CHECKING:  # pragma: no cover
     from .base import Backend
@@ -83,8 +84,6 @@ class ReleaseMixin:
 
     def read_release(self) -> dict[str, Any] | None:
         """The current release pointer, or None when nothing was released yet."""
-        from .store import decode_json
-
         try:
             data = self.backend.get_bytes(RELEASE_KEY)
         except CheckpointNotFound:
@@ -120,8 +119,7 @@ class ReleaseMixin:
             existing = b""
         if existing and not existing.endswith(b"\n"):
             existing += b"\n"
-        line = json.dumps(entry, sort_keys=True, allow_nan=False) + "\n"
-        self.backend.put_bytes(HISTORY_KEY, existing + line.encode())
+        self.backend.put_bytes(HISTORY_KEY, existing + encode_json_line(entry))
 
     def _move_pointer(
         self,
@@ -131,8 +129,6 @@ class ReleaseMixin:
         metrics: dict[str, Any] | None = None,
         current: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        from .store import FORMAT_VERSION, encode_json, to_jsonable, utc_now
-
         now = utc_now()
         pointer = {
             "format_version": FORMAT_VERSION,
@@ -244,8 +240,6 @@ class ReleaseMixin:
 
     def unpin(self) -> dict[str, Any]:
         """Let automatic releases move the pointer again (the pointer itself stays)."""
-        from .store import encode_json, utc_now
-
         current = self.read_release()
         if current is None:
             raise CheckpointNotFound(f"no release to unpin in {self.describe()}")

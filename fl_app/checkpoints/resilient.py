@@ -21,19 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from .errors import CheckpointAuthError, CheckpointCorrupt, CheckpointError, StoreUnavailable
+from .errors import CheckpointAuthError, CheckpointError, StoreUnavailable
+from .format import MANIFEST_FILE, MODEL_FILE, decode_checkpoint, decode_json, utc_now
 from .local import LocalDirBackend
-from .store import (
-    MANIFEST_FILE,
-    MODEL_FILE,
-    CheckpointRef,
-    CheckpointStore,
-    PreparedCheckpoint,
-    checkpoint_path,
-    decode_json,
-    sha256_hex,
-    utc_now,
-)
+from .store import CheckpointRef, CheckpointStore, PreparedCheckpoint, checkpoint_path
 
 log = logging.getLogger(__name__)
 
@@ -320,15 +311,8 @@ class ResilientCheckpointWriter:
                         if name != MODEL_FILE
                     }
                     model = backend.get_bytes(f"{path}/{MODEL_FILE}")
-                    if sha256_hex(model) != manifest.get("sha256"):
-                        raise CheckpointCorrupt(f"spooled checkpoint {path}: sha256 mismatch")
-                    prepared = PreparedCheckpoint(
-                        run_id,
-                        server_round,
-                        model,
-                        manifest,
-                        extra,
-                    )
+                    decode_checkpoint(model, manifest, path=path)
+                    prepared = PreparedCheckpoint(run_id, server_round, model, manifest, extra)
                 except CheckpointError as exc:
                     log.warning("spooled checkpoint %s is unreadable; left in place: %s", path, exc)
                     continue
