@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 
 RELEASE_KEY = "releases/latest.json"
 HISTORY_KEY = "releases/history.jsonl"
-RELEASE_REASONS = ("auto-best", "promote", "rollback")
 
 
 def _ref(obj: dict[str, Any]) -> dict[str, Any]:
@@ -167,8 +166,6 @@ class ReleaseMixin:
         server_round: int,
         metrics: dict[str, Any] | None = None,
         metric_key: str = "top1",
-        *,
-        higher_is_better: bool = True,
     ) -> bool:
         """Move the pointer to this round if its metric beats every earlier round of the run.
 
@@ -199,7 +196,7 @@ class ReleaseMixin:
                 continue
             if other is None:
                 continue
-            if (other >= value) if higher_is_better else (other <= value):
+            if other >= value:
                 return False
         self._move_pointer(manifest, "auto-best", pinned=False, metrics=metrics, current=current)
         return True
