@@ -27,7 +27,13 @@ from fl_app.checkpoints import (
     StoreUnavailable,
     store_from_config,
 )
-from fl_app.checkpoints.format import REDACTED
+from fl_app.checkpoints.format import (
+    REDACTED,
+    decode_checkpoint,
+    decode_json,
+    encode_checkpoint,
+    encode_json,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 FAST_S3 = {"connect_timeout": 1.0, "read_timeout": 5.0, "max_attempts": 3, "max_retry_s": 1.0}
@@ -113,6 +119,35 @@ def test_corrupt_tensors_named(store):
     store.backend.put_bytes("runs/run-c/round-0001/manifest.json", b"{not json")
     with pytest.raises(CheckpointCorrupt, match=r"runs/run-c/round-0001/manifest.json"):
         store.load_manifest("run-c", 1)
+
+
+def test_checkpoint_format_round_trip_and_refusals():
+    """The one format every writer and reader shares: the format fields are the encoder's,
+    and a changed byte, a wrong table or a missing sha256 is CheckpointCorrupt."""
+    tensors = _tensors(4)
+    manifest = {"kind": "test", "score": np.float32(0.5), "nan": float("nan"), "sha256": "mine"}
+    data, full = encode_checkpoint(tensors, manifest)
+    assert full["format_version"] == 1 and full["sha256"] == hashlib.sha256(data).hexdigest()
+    assert full["kind"] == "test" and full["score"] == 0.5 and full["nan"] is None
+    assert full["tensors"]["encoder.weight"] == {"dtype": "float32", "shape": [8, 4]}
+    assert decode_json(encode_json(full), "k", "manifest") == full
+    loaded = decode_checkpoint(data, full, path="here")
+    for name, array in tensors.items():
+        np.testing.assert_array_equal(loaded[name], array)
+    bad = bytearray(data)
+    bad[-1] ^= 0xFF
+    with pytest.raises(CheckpointCorrupt, match=r"here is corrupt: sha256 of model.safetensors"):
+        decode_checkpoint(bytes(bad), full, path="here")
+    wrong = {**full, "tensors": {**full["tensors"], "steps": {"dtype": "int64", "shape": [4]}}}
+    with pytest.raises(CheckpointCorrupt, match="tensor steps is int64\\[3\\], manifest says"):
+        decode_checkpoint(data, wrong, path="here")
+    decode_checkpoint(data, wrong, path="here", check_table=False)  # the store's bytes check
+    with pytest.raises(CheckpointCorrupt, match="lacks sha256"):
+        decode_checkpoint(data, {**full, "sha256": None}, path="here")
+    with pytest.raises(CheckpointError, match="non-empty dict"):
+        encode_checkpoint({}, {})
+    with pytest.raises(CheckpointError, match="dtype object"):
+        encode_checkpoint({"x": np.array([object()])}, {})
 
 
 def test_list_runs_and_rounds(store):

@@ -23,7 +23,7 @@ from serve_helpers import (
 )
 
 from fl_app.checkpoints import RELEASE_KEY, CheckpointStore
-from fl_app.checkpoints.store import encode_json
+from fl_app.checkpoints.format import encode_json
 from fl_app.decoder.spec import DecoderSpec
 
 PREDICT = {"points": trace_for("hello"), "keyboard": KEYBOARD}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import sqlite3
@@ -16,6 +17,7 @@ from fl_app.decoder.swipe import parse_swipe
 from serve.core.config import Settings
 from serve.errors import ApiError
 from serve.logging import JsonFormatter
+from serve.services.device_cache import DeviceCache
 from serve.services.ingest import Ingest
 from serve.services.metrics import Metrics
 from serve.services.model_manager import CheckpointRefused, ModelManager, build_decoder
@@ -177,6 +179,57 @@ def test_manager_serves_int8_when_asked_and_float_otherwise(tmp_path):
             for q in (True, False)
         ]
         assert words[0][0] == words[1][0]
+
+
+def test_device_cache_files_and_refusals(tmp_path):
+    """The release cache and the personalized model are checkpoints of the shared format:
+    verified on reading, rewritten only for another release, ignored when corrupt."""
+    from safetensors.numpy import save as st_save
+
+    cache = DeviceCache(tmp_path / "device")
+    assert cache.release() is None and cache.personal() is None
+    assert cache.drop_personal() is False
+    tensors = release_tensors()
+    pointer = {"run_id": "r", "round": 1, "path": "runs/r/round-0001", "sha256": "a" * 64}
+    manifest = {"decoder": SMALL_SPEC.to_manifest(), "metrics": {"top1": 0.5}}
+    cache.keep_release(pointer, manifest, tensors)
+    model = cache.release_dir / "model.safetensors"
+    on_disk = json.loads((cache.release_dir / "manifest.json").read_text())
+    assert on_disk["kind"] == "release-cache" and on_disk["format_version"] == 1
+    assert on_disk["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
+    assert on_disk["release"] == pointer and on_disk["manifest"] == manifest
+    assert set(on_disk["tensors"]) == set(tensors)
+    got, got_pointer, got_manifest = cache.release()
+    assert got_pointer == pointer and got_manifest == manifest
+    for name, array in tensors.items():
+        np.testing.assert_array_equal(got[name], array)
+    written = model.stat().st_mtime_ns
+    cache.keep_release(pointer, manifest, tensors)  # the same release: not rewritten
+    assert model.stat().st_mtime_ns == written
+    data = bytearray(model.read_bytes())
+    data[-5] ^= 0xFF
+    model.write_bytes(bytes(data))
+    assert cache.release() is None
+    # A cache written before the shared format (compact JSON) is still read.
+    data = st_save(tensors)
+    old = {
+        "kind": "release-cache",
+        "release": pointer,
+        "manifest": manifest,
+        "format_version": 1,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "tensors": {k: {"dtype": str(v.dtype), "shape": list(v.shape)} for k, v in tensors.items()},
+    }
+    model.write_bytes(data)
+    (cache.release_dir / "manifest.json").write_text(json.dumps(old, sort_keys=True))
+    assert cache.release()[1] == pointer
+
+    base = {k: pointer[k] for k in ("run_id", "round", "path", "sha256")}
+    cache.keep_personal(tensors, {"metrics": {"heldout": {"mrr": 0.5}}}, base)
+    got, personal = cache.personal()
+    assert personal["kind"] == "personalized" and personal["base"] == base
+    assert personal["metrics"] == {"heldout": {"mrr": 0.5}} and set(got) == set(tensors)
+    assert cache.drop_personal() is True and not cache.personal_dir.exists()
 
 
 def test_parser_caches_keyboards_and_reports_codes():

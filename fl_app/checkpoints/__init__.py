@@ -19,14 +19,12 @@ from .errors import (
     CheckpointNotFound,
     StoreUnavailable,
 )
+from .format import FORMAT_VERSION, MANIFEST_FILE, MODEL_FILE
 from .local import LocalDirBackend
 from .release import HISTORY_KEY, RELEASE_KEY
 from .resilient import ResilientCheckpointWriter
 from .s3 import S3Backend
 from .store import (
-    FORMAT_VERSION,
-    MANIFEST_FILE,
-    MODEL_FILE,
     Checkpoint,
     CheckpointRef,
     CheckpointStore,

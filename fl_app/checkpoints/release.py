@@ -23,6 +23,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from .errors import CheckpointCorrupt, CheckpointError, CheckpointNotFound
+from .format import FORMAT_VERSION, decode_json, encode_json, encode_json_line, to_jsonable, utc_now
 
 if TYPE_CHECKING:  # pragma: no cover
     from .base import Backend
@@ -31,7 +32,6 @@ log = logging.getLogger(__name__)
 
 RELEASE_KEY = "releases/latest.json"
 HISTORY_KEY = "releases/history.jsonl"
-RELEASE_REASONS = ("auto-best", "promote", "rollback")
 
 
 def _ref(obj: dict[str, Any]) -> dict[str, Any]:
@@ -83,8 +83,6 @@ class ReleaseMixin:
 
     def read_release(self) -> dict[str, Any] | None:
         """The current release pointer, or None when nothing was released yet."""
-        from .store import decode_json
-
         try:
             data = self.backend.get_bytes(RELEASE_KEY)
         except CheckpointNotFound:
@@ -120,8 +118,7 @@ class ReleaseMixin:
             existing = b""
         if existing and not existing.endswith(b"\n"):
             existing += b"\n"
-        line = json.dumps(entry, sort_keys=True, allow_nan=False) + "\n"
-        self.backend.put_bytes(HISTORY_KEY, existing + line.encode())
+        self.backend.put_bytes(HISTORY_KEY, existing + encode_json_line(entry))
 
     def _move_pointer(
         self,
@@ -131,8 +128,6 @@ class ReleaseMixin:
         metrics: dict[str, Any] | None = None,
         current: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        from .store import FORMAT_VERSION, encode_json, to_jsonable, utc_now
-
         now = utc_now()
         pointer = {
             "format_version": FORMAT_VERSION,
@@ -171,8 +166,6 @@ class ReleaseMixin:
         server_round: int,
         metrics: dict[str, Any] | None = None,
         metric_key: str = "top1",
-        *,
-        higher_is_better: bool = True,
     ) -> bool:
         """Move the pointer to this round if its metric beats every earlier round of the run.
 
@@ -203,7 +196,7 @@ class ReleaseMixin:
                 continue
             if other is None:
                 continue
-            if (other >= value) if higher_is_better else (other <= value):
+            if other >= value:
                 return False
         self._move_pointer(manifest, "auto-best", pinned=False, metrics=metrics, current=current)
         return True
@@ -244,8 +237,6 @@ class ReleaseMixin:
 
     def unpin(self) -> dict[str, Any]:
         """Let automatic releases move the pointer again (the pointer itself stays)."""
-        from .store import encode_json, utc_now
-
         current = self.read_release()
         if current is None:
             raise CheckpointNotFound(f"no release to unpin in {self.describe()}")

@@ -21,19 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from .errors import CheckpointAuthError, CheckpointCorrupt, CheckpointError, StoreUnavailable
+from .errors import CheckpointAuthError, CheckpointError, StoreUnavailable
+from .format import MANIFEST_FILE, MODEL_FILE, decode_checkpoint, decode_json, utc_now
 from .local import LocalDirBackend
-from .store import (
-    MANIFEST_FILE,
-    MODEL_FILE,
-    CheckpointRef,
-    CheckpointStore,
-    PreparedCheckpoint,
-    checkpoint_path,
-    decode_json,
-    sha256_hex,
-    utc_now,
-)
+from .store import CheckpointRef, CheckpointStore, PreparedCheckpoint, checkpoint_path
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +37,6 @@ class _Op:
     prepared: PreparedCheckpoint | None = None
     metrics: dict[str, Any] | None = None
     metric_key: str = "top1"
-    higher_is_better: bool = True
     since: str = field(default_factory=utc_now)
     attempts: int = 0
     last_error: str | None = None
@@ -130,8 +120,6 @@ class ResilientCheckpointWriter:
         server_round: int,
         metrics: dict[str, Any] | None = None,
         metric_key: str = "top1",
-        *,
-        higher_is_better: bool = True,
     ) -> bool | None:
         """``CheckpointStore.auto_release``, queued behind pending checkpoints.
 
@@ -143,7 +131,6 @@ class ResilientCheckpointWriter:
             server_round,
             metrics=dict(metrics) if metrics is not None else None,
             metric_key=metric_key,
-            higher_is_better=higher_is_better,
         )
         with self._lock:
             self._queue.append(op)
@@ -191,11 +178,6 @@ class ResilientCheckpointWriter:
         """Operations dropped because the store rejected them for good (not an outage)."""
         with self._lock:
             return list(self._failed)
-
-    def stored(self) -> list[CheckpointRef]:
-        """Checkpoints this writer stored, in order."""
-        with self._lock:
-            return list(self._stored)
 
     def report(self) -> str:
         """A human-readable summary of the store's state as this writer saw it."""
@@ -286,13 +268,7 @@ class ResilientCheckpointWriter:
                 except CheckpointError as exc:
                     log.warning("could not remove spooled copy of %s: %s", ref.path, exc)
             return ref
-        return self.store.auto_release(
-            op.run_id,
-            op.round,
-            op.metrics,
-            op.metric_key,
-            higher_is_better=op.higher_is_better,
-        )
+        return self.store.auto_release(op.run_id, op.round, op.metrics, op.metric_key)
 
     def _spool_op(self, op: _Op) -> None:
         if self._spool is None or op.spooled or op.prepared is None:
@@ -320,15 +296,8 @@ class ResilientCheckpointWriter:
                         if name != MODEL_FILE
                     }
                     model = backend.get_bytes(f"{path}/{MODEL_FILE}")
-                    if sha256_hex(model) != manifest.get("sha256"):
-                        raise CheckpointCorrupt(f"spooled checkpoint {path}: sha256 mismatch")
-                    prepared = PreparedCheckpoint(
-                        run_id,
-                        server_round,
-                        model,
-                        manifest,
-                        extra,
-                    )
+                    decode_checkpoint(model, manifest, path=path)
+                    prepared = PreparedCheckpoint(run_id, server_round, model, manifest, extra)
                 except CheckpointError as exc:
                     log.warning("spooled checkpoint %s is unreadable; left in place: %s", path, exc)
                     continue

@@ -9,50 +9,46 @@ Layout (under a local directory or a bucket prefix)::
     releases/history.jsonl
 
 A round exists once its ``manifest.json`` exists: ``save`` writes the tensors (and extras) first
-and the manifest last, so a listed round is always complete. Tensors are serialised with
-safetensors (never pickle); the manifest records their sha256, dtypes and shapes.
+and the manifest last, so a listed round is always complete. The two files are the checkpoint
+format of ``format.py``; the store adds the run, round, path and a ``files`` table (sha256 and
+size of every file, extras included).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from pathlib import PurePath
 from typing import Any
 
 import numpy as np
-from safetensors.numpy import load as st_load
-from safetensors.numpy import save as st_save
 
 from .base import Backend, check_key, check_round, check_run_id
 from .errors import CheckpointCorrupt, CheckpointError, CheckpointNotFound
-from .format import redact_secrets, sha256_hex
+from .format import (
+    FORMAT_FIELDS,
+    MANIFEST_FILE,
+    MODEL_FILE,
+    decode_checkpoint,
+    decode_json,
+    encode_checkpoint,
+    encode_json,
+    redact_secrets,
+    sha256_hex,
+    to_jsonable,
+    utc_now,
+    verify_sha256,
+)
 from .release import ReleaseMixin
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-MODEL_FILE = "model.safetensors"
-MANIFEST_FILE = "manifest.json"
 RUNS_PREFIX = "runs/"
 _ROUND_DIR_RE = re.compile(r"^round-(\d+)$")
 _EXTRA_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 # Manifest fields the store owns (a caller's values for them are replaced).
-STORE_FIELDS = (
-    "format_version",
-    "run_id",
-    "round",
-    "created_at",
-    "path",
-    "sha256",
-    "files",
-    "tensors",
-)
+STORE_FIELDS = (*FORMAT_FIELDS, "run_id", "round", "created_at", "path", "files")
 _SECRET_ENV_VARS = (
     "SWIPEFL_S3_ACCESS_KEY",
     "SWIPEFL_S3_SECRET_KEY",
@@ -62,10 +58,6 @@ _SECRET_ENV_VARS = (
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
 )
-
-
-def utc_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def round_dir(server_round: int) -> str:
@@ -143,25 +135,6 @@ class PreparedCheckpoint:
         return CheckpointRef(self.run_id, self.round, self.path, self.manifest["sha256"])
 
 
-def to_jsonable(value: Any) -> Any:
-    """JSON-safe copy: numpy scalars/arrays to Python, tuples to lists, NaN/inf to None."""
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return to_jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return to_jsonable(value.item())
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, PurePath):
-        return str(value)
-    raise CheckpointError(f"manifest value of type {type(value).__name__} is not JSON-serialisable")
-
-
 def _known_secrets(backend: Backend) -> tuple[str, ...]:
     values = [os.environ.get(name, "") for name in _SECRET_ENV_VARS]
     getter = getattr(backend, "_redact_values", None)
@@ -169,20 +142,6 @@ def _known_secrets(backend: Backend) -> tuple[str, ...]:
         values.extend(getter())
     # Very short values would redact ordinary words; credentials are longer than this.
     return tuple(sorted({v for v in values if v and len(v) >= 6}))
-
-
-def encode_json(obj: Any) -> bytes:
-    return (json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n").encode()
-
-
-def decode_json(data: bytes, key: str, what: str) -> dict[str, Any]:
-    try:
-        obj = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointCorrupt(f"{what} {key} is not valid JSON: {exc}") from None
-    if not isinstance(obj, dict):
-        raise CheckpointCorrupt(f"{what} {key} is not a JSON object")
-    return obj
 
 
 class CheckpointStore(ReleaseMixin):
@@ -212,20 +171,6 @@ class CheckpointStore(ReleaseMixin):
         """Validate and serialise a checkpoint in memory (a snapshot: later edits don't leak in)."""
         check_run_id(run_id)
         check_round(server_round)
-        if not isinstance(tensors, dict) or not tensors:
-            raise CheckpointError("tensors must be a non-empty dict of name -> numpy array")
-        arrays: dict[str, np.ndarray] = {}
-        for name, value in tensors.items():
-            if not isinstance(name, str) or not name:
-                raise CheckpointError(f"tensor names must be non-empty strings, got {name!r}")
-            array = np.asarray(value)
-            if array.dtype == object:
-                raise CheckpointError(f"tensor {name!r} has dtype object (not storable)")
-            arrays[name] = np.ascontiguousarray(array)
-        try:
-            tensors_bytes = st_save(arrays)
-        except Exception as exc:  # safetensors raises plain exceptions for bad dtypes
-            raise CheckpointError(f"cannot serialise tensors: {exc}") from exc
         extra_bytes: dict[str, bytes] = {}
         for name, data in (extra or {}).items():
             if not isinstance(name, str) or not _EXTRA_NAME_RE.match(name):
@@ -240,23 +185,20 @@ class CheckpointStore(ReleaseMixin):
         user = redact_secrets(user, _known_secrets(self.backend))
         for key in STORE_FIELDS:
             user.pop(key, None)
-        digest = sha256_hex(tensors_bytes)
-        files = {MODEL_FILE: {"sha256": digest, "size": len(tensors_bytes)}}
+        tensors_bytes, full = encode_checkpoint(
+            tensors,
+            {
+                **user,
+                "run_id": run_id,
+                "round": server_round,
+                "created_at": utc_now(),
+                "path": checkpoint_path(run_id, server_round),
+            },
+        )
+        files = {MODEL_FILE: {"sha256": full["sha256"], "size": len(tensors_bytes)}}
         for name, data in sorted(extra_bytes.items()):
             files[name] = {"sha256": sha256_hex(data), "size": len(data)}
-        full = {
-            **user,
-            "format_version": FORMAT_VERSION,
-            "run_id": run_id,
-            "round": server_round,
-            "created_at": utc_now(),
-            "path": checkpoint_path(run_id, server_round),
-            "sha256": digest,
-            "files": files,
-            "tensors": {
-                name: {"dtype": str(a.dtype), "shape": list(a.shape)} for name, a in arrays.items()
-            },
-        }
+        full["files"] = files
         full.setdefault("metrics", {})
         return PreparedCheckpoint(run_id, server_round, tensors_bytes, full, extra_bytes)
 
@@ -308,33 +250,22 @@ class CheckpointStore(ReleaseMixin):
         self._remember_metrics(manifest)
         return manifest
 
-    def _read_verified(self, path: str, name: str, expected: str | None) -> bytes:
+    def _read(self, path: str, name: str) -> bytes:
         key = f"{path}/{name}"
         try:
-            data = self.backend.get_bytes(key)
+            return self.backend.get_bytes(key)
         except CheckpointNotFound:
             raise CheckpointCorrupt(
                 f"checkpoint {path} is incomplete: {name} is missing ({key})"
             ) from None
-        actual = sha256_hex(data)
-        if expected is not None and actual != expected:
-            raise CheckpointCorrupt(
-                f"checkpoint {path} is corrupt: sha256 of {name} is {actual[:12]}..., "
-                f"the manifest says {expected[:12]}... ({key})"
-            )
-        return data
 
     def load(self, run_id: str, server_round: int | None = None) -> Checkpoint:
         """Load and verify a checkpoint (None: the newest round of the run)."""
         manifest = self.load_manifest(run_id, server_round)
         path = manifest["path"]
-        data = self._read_verified(path, MODEL_FILE, manifest["sha256"])
-        try:
-            tensors = st_load(data)
-        except Exception as exc:
-            raise CheckpointCorrupt(
-                f"checkpoint {path} is corrupt: {MODEL_FILE} is unreadable: {exc}"
-            ) from None
+        tensors = decode_checkpoint(
+            self._read(path, MODEL_FILE), manifest, path=path, check_table=False
+        )
         extra: dict[str, bytes] = {}
         files = manifest.get("files") or {}
         for name, info in sorted(files.items()):
@@ -346,7 +277,9 @@ class CheckpointStore(ReleaseMixin):
                 raise CheckpointCorrupt(
                     f"manifest of checkpoint {path} lists a bad file name {name!r}"
                 ) from None
-            extra[name] = self._read_verified(path, name, (info or {}).get("sha256"))
+            data = self._read(path, name)
+            verify_sha256(data, (info or {}).get("sha256"), path, name)
+            extra[name] = data
         return Checkpoint(tensors=tensors, manifest=manifest, extra=extra)
 
     def verify(self, run_id: str, server_round: int | None = None) -> dict[str, Any]:

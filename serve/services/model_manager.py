@@ -10,25 +10,20 @@ Verification of a checkpoint before it is served:
 
 1. the checkpoint store's own check: the tensors file's sha256 equals the manifest's;
 2. the manifest's sha256 equals the release pointer's (the pointer names what it means);
-3. the manifest's ``tensors`` table (names, dtypes, shapes) matches the loaded tensors;
+3. the manifest's ``tensors`` table (names, dtypes, shapes) matches the loaded tensors
+   (``fl_app.checkpoints.format.check_tensor_table``);
 4. the ``decoder`` section rebuilds a module whose state dict has exactly those names and
    shapes (``fl_app.decoder.spec.load_arrays``); every float tensor is finite;
 5. a test decode of a canned trace returns candidates with finite scores.
 
 Anything failing is *refused*: logged, counted, remembered (the same pointer is not retried by
-the watcher, only by a forced reload), and the current model keeps serving.
-
-Device-side files (under ``settings.device_dir``)::
-
-    release/model.safetensors, manifest.json   # cache of the served release (offline restarts)
-    personal/model.safetensors, manifest.json  # the personalized model, names its base release
+the watcher, only by a forced reload), and the current model keeps serving. The release
+cache and the personalized model on the device are ``device_cache.DeviceCache``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import shutil
 import threading
 import time
 from collections import OrderedDict
@@ -39,12 +34,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.numpy import load as st_load
-from safetensors.numpy import save as st_save
 
 from fl_app.checkpoints import CheckpointError, CheckpointStore, StoreUnavailable
 from fl_app.checkpoints.errors import CheckpointAuthError, CheckpointCorrupt, CheckpointNotFound
-from fl_app.checkpoints.format import sha256_hex, write_atomic
+from fl_app.checkpoints.format import check_tensor_table
 from fl_app.decoder.features import collapse_repeats
 from fl_app.decoder.keyboard import NAMED_LAYOUTS, Keyboard, named_keyboard
 from fl_app.decoder.lexicon import Lexicon
@@ -53,13 +46,11 @@ from fl_app.decoder.ranking import LearnedDecoder
 from fl_app.decoder.spec import DecoderSpec, load_arrays
 from fl_app.decoder.template import TemplateDecoder
 
+from .device_cache import DeviceCache
 from .metrics import Metrics
 
 log = logging.getLogger("serve.model")
 
-DEVICE_FORMAT_VERSION = 1
-MODEL_FILE = "model.safetensors"
-MANIFEST_FILE = "manifest.json"
 RECENT_KEYBOARDS = 4
 
 
@@ -161,21 +152,15 @@ def default_keyboard(language: str) -> Keyboard:
 # -- building and verifying ------------------------------------------------------------------
 
 
-def _check_tensor_table(manifest: dict[str, Any], tensors: dict[str, np.ndarray]) -> None:
-    table = manifest.get("tensors")
-    if not isinstance(table, dict):
-        raise CheckpointRefused("mismatch", "manifest has no tensors table")
-    if set(table) != set(tensors):
-        raise CheckpointRefused("mismatch", "manifest tensors table names other tensors")
-    for name, info in table.items():
+def check_tensors(manifest: dict[str, Any], tensors: dict[str, np.ndarray]) -> None:
+    """Refuse tensors the manifest's table does not describe (``mismatch``), then any float
+    tensor with a NaN or infinity (``non_finite``)."""
+    try:
+        check_tensor_table(manifest, tensors)
+    except CheckpointCorrupt as exc:
+        raise CheckpointRefused("mismatch", str(exc)) from None
+    for name in manifest["tensors"]:
         arr = tensors[name]
-        shape = list(info.get("shape", [])) if isinstance(info, dict) else None
-        dtype = info.get("dtype") if isinstance(info, dict) else None
-        if shape != list(arr.shape) or dtype != str(arr.dtype):
-            raise CheckpointRefused(
-                "mismatch",
-                f"tensor {name} is {arr.dtype}{list(arr.shape)}, manifest says {dtype}{shape}",
-            )
         if arr.dtype.kind == "f" and not np.isfinite(arr).all():
             raise CheckpointRefused("non_finite", f"tensor {name} has non-finite values")
 
@@ -203,7 +188,7 @@ def build_decoder(
     its template cache (per keyboard, the costly part of a warm-up) is shared, not rebuilt.
     ``quantize``: serve int8 weights (``serving_module``); the test decode runs on what serves.
     """
-    _check_tensor_table(manifest, tensors)
+    check_tensors(manifest, tensors)
     section = manifest.get("decoder")
     if not isinstance(section, dict):
         raise CheckpointRefused("mismatch", "manifest has no decoder section")
@@ -235,40 +220,6 @@ def test_decode(decoder: LearnedDecoder, keyboard: Keyboard) -> None:
         raise CheckpointRefused("test_decode", "test decode gave no finite candidates")
 
 
-def write_device_checkpoint(
-    directory: Path, tensors: dict[str, np.ndarray], manifest: dict[str, Any]
-) -> dict[str, Any]:
-    """Tensors first, manifest last (a present manifest means a complete checkpoint)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    data = st_save({k: np.ascontiguousarray(v) for k, v in tensors.items()})
-    full = {
-        **manifest,
-        "format_version": DEVICE_FORMAT_VERSION,
-        "sha256": sha256_hex(data),
-        "tensors": {k: {"dtype": str(v.dtype), "shape": list(v.shape)} for k, v in tensors.items()},
-    }
-    (directory / MANIFEST_FILE).unlink(missing_ok=True)
-    write_atomic(directory / MODEL_FILE, data)
-    write_atomic(directory / MANIFEST_FILE, json.dumps(full, sort_keys=True).encode())
-    return full
-
-
-def read_device_checkpoint(directory: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
-    """(tensors, manifest) of a complete, sha256-verified device checkpoint, else None."""
-    try:
-        manifest = json.loads((directory / MANIFEST_FILE).read_text())
-        data = (directory / MODEL_FILE).read_bytes()
-    except (OSError, ValueError):
-        return None
-    if not isinstance(manifest, dict) or manifest.get("sha256") != sha256_hex(data):
-        log.warning("device checkpoint is corrupt; ignored", extra={"dir": directory.name})
-        return None
-    try:
-        return st_load(data), manifest
-    except Exception:
-        return None
-
-
 class ModelManager:
     """Owns ``current``; every change goes through ``_swap`` under one lock."""
 
@@ -285,6 +236,7 @@ class ModelManager:
         self._store_factory = store_factory
         self._store: CheckpointStore | None = None
         self.device_dir = Path(device_dir)
+        self.device_cache = DeviceCache(self.device_dir)
         self.metrics = metrics
         self._words = words
         self.current: ServedModel | None = None
@@ -301,14 +253,6 @@ class ModelManager:
 
     def words(self, language: str) -> dict[str, float]:
         return self._words(language)
-
-    @property
-    def release_dir(self) -> Path:
-        return self.device_dir / "release"
-
-    @property
-    def personal_dir(self) -> Path:
-        return self.device_dir / "personal"
 
     # -- keyboards seen recently (warm-up targets) -----------------------------------------
 
@@ -431,37 +375,17 @@ class ModelManager:
 
     def _after_release(self, served: ServedModel) -> None:
         """Cache the release on the device; drop a personalized model of another release."""
-        try:
-            try:
-                cached = json.loads((self.release_dir / MANIFEST_FILE).read_text())
-            except (OSError, ValueError):
-                cached = {}
-            if not isinstance(cached, dict) or cached.get("release") != served.release:
-                write_device_checkpoint(
-                    self.release_dir,
-                    served.tensors,
-                    {
-                        "kind": "release-cache",
-                        "release": served.release,
-                        "manifest": served.manifest,
-                    },
-                )
-        except OSError as exc:
-            log.warning("cannot cache the release on the device", extra={"detail": str(exc)})
-        if served.personal is None and self.personal_dir.exists():
-            shutil.rmtree(self.personal_dir, ignore_errors=True)
+        self.device_cache.keep_release(served.release, served.manifest, served.tensors)
+        if served.personal is None and self.device_cache.drop_personal():
             log.info("personalized model of an older release removed")
 
     def load_cached(self) -> bool:
         """At startup: serve the release cached on the device (before the store answers)."""
         with self._lock:
-            cached = read_device_checkpoint(self.release_dir)
+            cached = self.device_cache.release()
             if cached is None:
                 return False
-            tensors, meta = cached
-            pointer, manifest = meta.get("release"), meta.get("manifest")
-            if not isinstance(pointer, dict) or not isinstance(manifest, dict):
-                return False
+            tensors, pointer, manifest = cached
             try:
                 served = self._build_release(pointer, manifest, tensors)
             except CheckpointRefused as exc:
@@ -473,7 +397,7 @@ class ModelManager:
     # -- personalized models ----------------------------------------------------------------
 
     def _with_personal(self, base: ServedModel) -> ServedModel | None:
-        found = read_device_checkpoint(self.personal_dir)
+        found = self.device_cache.personal()
         if found is None:
             return None
         tensors, manifest = found
@@ -502,12 +426,10 @@ class ModelManager:
             if current is None or current.release["sha256"] != base_sha256:
                 return False
             base = {k: current.release[k] for k in ("run_id", "round", "path", "sha256")}
-            write_device_checkpoint(
-                self.personal_dir, tensors, {**meta, "kind": "personalized", "base": base}
-            )
+            self.device_cache.keep_personal(tensors, meta, base)
             served = self._with_personal(replace(current, personal=None))
             if served is None:
-                shutil.rmtree(self.personal_dir, ignore_errors=True)
+                self.device_cache.drop_personal()
                 return False
             self._swap(served)
             return True

@@ -1,0 +1,134 @@
+"""The sidecar's checkpoints on the device: the served release's cache and the personalized model.
+
+Files (under ``settings.device_dir``), each pair in the checkpoint format of
+``fl_app.checkpoints.format`` (tensors first, manifest last; sha256 and tensors table checked
+on reading)::
+
+    release/model.safetensors, manifest.json   # cache of the served release (offline restarts)
+    personal/model.safetensors, manifest.json  # the personalized model, names its base release
+
+The release cache's manifest is ``{"kind": "release-cache", "release": <pointer>,
+"manifest": <the release's manifest>}``; the personalized model's is the trainer's metadata
+plus ``{"kind": "personalized", "base": {run_id, round, path, sha256}}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fl_app.checkpoints.errors import CheckpointError
+from fl_app.checkpoints.format import (
+    MANIFEST_FILE,
+    MODEL_FILE,
+    decode_checkpoint,
+    decode_json,
+    encode_checkpoint,
+    encode_json,
+    write_atomic,
+)
+
+log = logging.getLogger("serve.model")
+
+Tensors = dict[str, np.ndarray]
+
+
+def write_device_checkpoint(
+    directory: Path, tensors: Tensors, manifest: dict[str, Any]
+) -> dict[str, Any]:
+    """Tensors first, manifest last (a present manifest means a complete checkpoint)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors_bytes, full = encode_checkpoint(tensors, manifest)
+    (directory / MANIFEST_FILE).unlink(missing_ok=True)
+    write_atomic(directory / MODEL_FILE, tensors_bytes)
+    write_atomic(directory / MANIFEST_FILE, encode_json(full))
+    return full
+
+
+def _read_manifest(directory: Path) -> dict[str, Any]:
+    path = directory / MANIFEST_FILE
+    return decode_json(path.read_bytes(), path.name, "device manifest")
+
+
+def read_device_manifest(directory: Path) -> dict[str, Any] | None:
+    """The manifest of a device checkpoint, or None when it is missing or not a JSON object."""
+    try:
+        return _read_manifest(directory)
+    except (OSError, CheckpointError):
+        return None
+
+
+def read_device_checkpoint(directory: Path) -> tuple[Tensors, dict[str, Any]] | None:
+    """(tensors, manifest) of a complete, verified device checkpoint, else None."""
+    try:
+        manifest = _read_manifest(directory)
+        data = (directory / MODEL_FILE).read_bytes()
+        return decode_checkpoint(data, manifest, path=directory.name), manifest
+    except OSError:
+        return None
+    except CheckpointError:
+        log.warning("device checkpoint is corrupt; ignored", extra={"dir": directory.name})
+        return None
+
+
+class DeviceCache:
+    """The release cache and the personalized model under one device directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    @property
+    def release_dir(self) -> Path:
+        return self.root / "release"
+
+    @property
+    def personal_dir(self) -> Path:
+        return self.root / "personal"
+
+    def release(self) -> tuple[Tensors, dict[str, Any], dict[str, Any]] | None:
+        """(tensors, pointer, manifest) of the cached release, or None."""
+        found = read_device_checkpoint(self.release_dir)
+        if found is None:
+            return None
+        tensors, meta = found
+        pointer, manifest = meta.get("release"), meta.get("manifest")
+        if not isinstance(pointer, dict) or not isinstance(manifest, dict):
+            return None
+        return tensors, pointer, manifest
+
+    def keep_release(
+        self, pointer: dict[str, Any], manifest: dict[str, Any], tensors: Tensors
+    ) -> None:
+        """Cache the release (unless it is cached already); a failure is logged, not raised:
+        the release still serves, it just will not survive an offline restart."""
+        try:
+            cached = read_device_manifest(self.release_dir) or {}
+            if cached.get("release") != pointer:
+                write_device_checkpoint(
+                    self.release_dir,
+                    tensors,
+                    {"kind": "release-cache", "release": pointer, "manifest": manifest},
+                )
+        except (OSError, CheckpointError) as exc:
+            log.warning("cannot cache the release on the device", extra={"detail": str(exc)})
+
+    def personal(self) -> tuple[Tensors, dict[str, Any]] | None:
+        """(tensors, manifest) of the personalized model, or None."""
+        return read_device_checkpoint(self.personal_dir)
+
+    def keep_personal(self, tensors: Tensors, meta: dict[str, Any], base: dict[str, Any]) -> None:
+        """Write the personalized model, naming the release it was trained from."""
+        write_device_checkpoint(
+            self.personal_dir, tensors, {**meta, "kind": "personalized", "base": base}
+        )
+
+    def drop_personal(self) -> bool:
+        """Remove the personalized model; whether there was one."""
+        if not self.personal_dir.exists():
+            return False
+        shutil.rmtree(self.personal_dir, ignore_errors=True)
+        return True
