@@ -135,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
             "## Tuned weights (public-val)",
             "",
             "```json",
-            json.dumps([{"decoder": r.decoder, "lexicon": r.condition, **r.tuned} for r in rows], indent=1),
+            json.dumps(
+                [{"decoder": r.decoder, "lexicon": r.condition, **r.tuned} for r in rows], indent=1
+            ),
             "```",
             "",
         ]

@@ -247,3 +247,33 @@ def decode_checkpoint(
     if check_table:
         check_tensor_table(manifest, tensors)
     return tensors
+
+
+def write_checkpoint_dir(
+    directory: str | os.PathLike[str], tensors: Mapping[str, Any], manifest: dict[str, Any]
+) -> dict[str, Any]:
+    """A checkpoint as a folder (`MODEL_FILE` + `MANIFEST_FILE`): the shipped base, the
+    sidecar's device cache. Tensors first, manifest last, so a present manifest means a complete
+    checkpoint; returns the full manifest written."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors_bytes, full = encode_checkpoint(dict(tensors), manifest)
+    (directory / MANIFEST_FILE).unlink(missing_ok=True)
+    write_atomic(directory / MODEL_FILE, tensors_bytes)
+    write_atomic(directory / MANIFEST_FILE, encode_json(full))
+    return full
+
+
+def read_manifest_dir(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    """The manifest of a checkpoint folder (OSError when missing, CheckpointCorrupt when bad)."""
+    path = Path(directory) / MANIFEST_FILE
+    return decode_json(path.read_bytes(), path.name, "manifest")
+
+
+def read_checkpoint_dir(
+    directory: str | os.PathLike[str],
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """(tensors, manifest) of a checkpoint folder, sha256 and tensors table verified."""
+    manifest = read_manifest_dir(directory)
+    data = (Path(directory) / MODEL_FILE).read_bytes()
+    return decode_checkpoint(data, manifest, path=Path(directory).name), manifest

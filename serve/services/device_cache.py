@@ -22,42 +22,17 @@ from typing import Any
 import numpy as np
 
 from fl_app.checkpoints.errors import CheckpointError
-from fl_app.checkpoints.format import (
-    MANIFEST_FILE,
-    MODEL_FILE,
-    decode_checkpoint,
-    decode_json,
-    encode_checkpoint,
-    encode_json,
-    write_atomic,
-)
+from fl_app.checkpoints.format import read_checkpoint_dir, read_manifest_dir, write_checkpoint_dir
 
 log = logging.getLogger("serve.model")
 
 Tensors = dict[str, np.ndarray]
 
 
-def write_device_checkpoint(
-    directory: Path, tensors: Tensors, manifest: dict[str, Any]
-) -> dict[str, Any]:
-    """Tensors first, manifest last (a present manifest means a complete checkpoint)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    tensors_bytes, full = encode_checkpoint(tensors, manifest)
-    (directory / MANIFEST_FILE).unlink(missing_ok=True)
-    write_atomic(directory / MODEL_FILE, tensors_bytes)
-    write_atomic(directory / MANIFEST_FILE, encode_json(full))
-    return full
-
-
-def _read_manifest(directory: Path) -> dict[str, Any]:
-    path = directory / MANIFEST_FILE
-    return decode_json(path.read_bytes(), path.name, "device manifest")
-
-
 def read_device_manifest(directory: Path) -> dict[str, Any] | None:
     """The manifest of a device checkpoint, or None when it is missing or not a JSON object."""
     try:
-        return _read_manifest(directory)
+        return read_manifest_dir(directory)
     except (OSError, CheckpointError):
         return None
 
@@ -65,9 +40,7 @@ def read_device_manifest(directory: Path) -> dict[str, Any] | None:
 def read_device_checkpoint(directory: Path) -> tuple[Tensors, dict[str, Any]] | None:
     """(tensors, manifest) of a complete, verified device checkpoint, else None."""
     try:
-        manifest = _read_manifest(directory)
-        data = (directory / MODEL_FILE).read_bytes()
-        return decode_checkpoint(data, manifest, path=directory.name), manifest
+        return read_checkpoint_dir(directory)
     except OSError:
         return None
     except CheckpointError:
@@ -108,7 +81,7 @@ class DeviceCache:
         try:
             cached = read_device_manifest(self.release_dir) or {}
             if cached.get("release") != pointer:
-                write_device_checkpoint(
+                write_checkpoint_dir(
                     self.release_dir,
                     tensors,
                     {"kind": "release-cache", "release": pointer, "manifest": manifest},
@@ -122,7 +95,7 @@ class DeviceCache:
 
     def keep_personal(self, tensors: Tensors, meta: dict[str, Any], base: dict[str, Any]) -> None:
         """Write the personalized model, naming the release it was trained from."""
-        write_device_checkpoint(
+        write_checkpoint_dir(
             self.personal_dir, tensors, {**meta, "kind": "personalized", "base": base}
         )
 
