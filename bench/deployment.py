@@ -1,4 +1,4 @@
-"""Deployment round time on loopback with 2 and 4 SuperNodes (fl_app/deploy.py).
+"""Deployment round time on loopback with 2 and 4 SuperNodes (fl_app/deploy/).
 
     python bench/deployment.py                          # 2 and 4 SuperNodes, 3 rounds each
     python bench/deployment.py --nodes 2 --rounds 2 --out /tmp/deploy.md
@@ -25,7 +25,7 @@ from pathlib import Path
 from report_header import report_header, write_report
 
 from fl_app.decoder.lexicon import load_lexicon
-from fl_app.deploy import Deployment
+from fl_app.deploy.deployment import Deployment
 from fl_app.swipes.store import SwipeStore
 from fl_app.synthetic.users import make_user
 

@@ -10,8 +10,8 @@ Usage::
 
 ``stop()``/``start()`` keep the same data dir and ports, so data survives a restart (an outage).
 ``weed mini`` saves its flags in the data dir (``mini.options``): always start a new server on a
-fresh dir. Each component also opens a gRPC port; they are all chosen free and passed
-explicitly (by default they are the HTTP port + 10000, which may be taken).
+fresh dir. The command line, the ports and the socket clean-up are the deployment's
+(``fl_app/deploy/weed.py``).
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from fl_app.checkpoints.s3 import s3_environment
-from fl_app.deploy import WEED_PORTS, free_ports, http_answers, weed_binary
+from fl_app.deploy.probes import free_ports, http_answers
+from fl_app.deploy.processes import log_tail, spawn
+from fl_app.deploy.weed import WEED_PORTS, remove_weed_sockets, weed_binary, weed_mini_command
 
 
 class S3Server:
@@ -94,23 +96,9 @@ class S3Server:
         return self._proc is not None and self._proc.poll() is None
 
     def _command(self) -> list[str]:
-        cmd = [
-            self.binary,
-            "mini",
-            f"-dir={self.data_dir}",
-            f"-ip={self.host}",
-            f"-ip.bind={self.host}",
-            "-master.telemetry=false",
-            "-webdav=false",
-            "-admin.ui=false",
-            "-s3.port.iceberg=0",
-            "-s3.port.lance=0",
-            "-volume.preStopSeconds=0",
-            f"-s3.localSocket={self.data_dir}/s3.sock",
-            f"-filer.localSocket={self.data_dir}/filer.sock",
-        ]
-        cmd += [f"-{name}={port}" for name, port in self.ports.items()]
-        return cmd
+        return weed_mini_command(
+            self.binary, self.data_dir, self.ports, self.data_dir, host=self.host
+        )
 
     def start(self) -> S3Server:
         """Start (or restart, same dir and ports) and wait until S3 answers HTTP."""
@@ -119,18 +107,9 @@ class S3Server:
         env = dict(os.environ)
         env["AWS_ACCESS_KEY_ID"] = self.access_key
         env["AWS_SECRET_ACCESS_KEY"] = self.secret_key
-        for sock in ("s3.sock", "filer.sock"):  # stale after a kill
-            (self.data_dir / sock).unlink(missing_ok=True)
+        remove_weed_sockets(self.ports, self.data_dir)  # stale after a kill
         self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self._proc = subprocess.Popen(
-            self._command(),
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=self.data_dir,
-            start_new_session=True,
-        )
+        self._proc = spawn(self._command(), cwd=self.data_dir, env=env, log=self._log_file)
         deadline = time.monotonic() + self.start_timeout_s
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
@@ -165,16 +144,7 @@ class S3Server:
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
-        self._remove_grpc_sockets()
-
-    def _remove_grpc_sockets(self) -> None:
-        """weed leaves ``/tmp/seaweedfs-<component>-grpc-<port>.sock`` behind (no flag moves them)."""
-        dirs = {Path("/tmp"), Path(tempfile.gettempdir())}
-        for name, port in self.ports.items():
-            if name.endswith(".grpc"):
-                component = name.split(".", 1)[0]
-                for base in dirs:
-                    (base / f"seaweedfs-{component}-grpc-{port}.sock").unlink(missing_ok=True)
+        remove_weed_sockets(self.ports, self.data_dir)
 
     def restart(self) -> S3Server:
         self.stop()
@@ -196,11 +166,7 @@ class S3Server:
             shutil.rmtree(self.base_dir, ignore_errors=True)
 
     def log_tail(self, n: int = 30) -> str:
-        try:
-            lines = self.log_path.read_text(errors="replace").splitlines()
-        except OSError:
-            return "(no log)"
-        return "\n".join(lines[-n:])
+        return log_tail(self.log_path, n)
 
     def __enter__(self) -> S3Server:
         return self.start()

@@ -1,4 +1,4 @@
-"""The federation deployed on loopback (fl_app/deploy.py): layout, process control, and the whole
+"""The federation deployed on loopback (fl_app/deploy/): layout, process control, and the whole
 device-to-server loop end to end with real processes (S3 server, SuperLink, SuperNodes, sidecars).
 """
 
@@ -16,14 +16,9 @@ import pytest
 
 from fl_app.checkpoints import CheckpointAuthError
 from fl_app.decoder.lexicon import load_lexicon
-from fl_app.deploy import (
-    MARK_COMPONENT,
-    MARK_ID,
-    free_ports,
-    main,
-    marked_processes,
-    pid_alive,
-)
+from fl_app.deploy.cli import main
+from fl_app.deploy.probes import free_ports
+from fl_app.deploy.processes import MARK_COMPONENT, MARK_ID, marked_processes, pid_alive
 from fl_app.swipes.store import SwipeStore, split_of
 from fl_app.synthetic.users import make_user
 
@@ -82,7 +77,7 @@ def test_stop_sweeps_every_process_carrying_the_marker(deployment_factory):
         " start_new_session=True); time.sleep(120)"
     )
     parent = subprocess.Popen([sys.executable, "-c", code], env=env, start_new_session=True)
-    dep.state["pids"]["superlink"] = parent.pid
+    dep.state.pids["superlink"] = parent.pid
     deadline = time.monotonic() + 20
     while len(marked_processes(dep.id)) < 2:
         assert time.monotonic() < deadline, marked_processes(dep.id)
@@ -93,7 +88,9 @@ def test_stop_sweeps_every_process_carrying_the_marker(deployment_factory):
     assert dep.stop(grace_s=2) == []
     parent.wait(timeout=5)
     assert dep.leftovers() == {} and not any(pid_alive(p) for p in found)
-    assert dep.state["pids"] == {} and "stopped_at" in dep.state
+    assert dep.state.pids == {} and dep.state.stopped_at is not None
+    saved = json.loads((dep.state_dir / "state.json").read_text())
+    assert saved["pids"] == {} and saved["stopped_at"] == dep.state.stopped_at
 
 
 def test_s3_identities_server_writes_devices_only_read(deployment_factory):
@@ -140,10 +137,10 @@ def ending_in_a_heldout_row(at_least: int, heldout_fraction: float) -> int:
 @pytest.mark.slow
 def test_whole_loop_from_keyboards_to_release_and_back(deployment_factory):
     dep = deployment_factory(nodes=2, sidecars=True, reload_interval_s=0.5)
-    heldout = dep.state["heldout_fraction"]
+    heldout = dep.state.settings.heldout_fraction
     counts = [ending_in_a_heldout_row(110, heldout), 140]
     dep.start()
-    pids = dict(dep.state["pids"])
+    pids = dict(dep.state.pids)
     assert len(pids) == 6 and all(pid_alive(p) for p in pids.values())
 
     # Keyboards post labelled swipes to their sidecars, which write the SuperNodes' stores.
@@ -225,7 +222,7 @@ def test_secure_deployment_tls_and_only_registered_supernodes(deployment_factory
     dep.start()
     assert "--insecure" not in dep.component("superlink").cmd
     assert "root-certificates" in (dep.flwr_home / "config.toml").read_text()
-    assert set(dep.state["registered"]) == {"supernode-0", "supernode-1"}
+    assert set(dep.state.registered) == {"supernode-0", "supernode-1"}
 
     # A SuperNode with a key the operator never registered is refused (and exits).
     key = ec.generate_private_key(ec.SECP384R1()).private_bytes(
@@ -250,5 +247,5 @@ def test_secure_deployment_tls_and_only_registered_supernodes(deployment_factory
     assert result.records()[1]["clients"] == {"sampled": 2, "ok": 2, "failed": 0}
     nodes = json.loads(dep.flwr("supernode", "list", "swipefl-deploy", "--format", "json").stdout)
     online = {n["node-id"] for n in nodes["nodes"] if n["status"] == "online"}
-    assert online == set(dep.state["registered"].values())
+    assert online == set(dep.state.registered.values())
     assert dep.stop() == []

@@ -1,5 +1,5 @@
 """Faults a deployment meets in production, each against real processes on loopback
-(fl_app/deploy.py): a ClientApp that raises every round, a SuperNode killed mid-round, the S3
+(fl_app/deploy/): a ClientApp that raises every round, a SuperNode killed mid-round, the S3
 server down for part of a run, and down for all of it. Each run must still complete
 (`finished:completed`) and say what went wrong.
 
@@ -16,7 +16,7 @@ import pytest
 from serve_helpers import wait_for
 
 from fl_app.decoder.lexicon import load_lexicon
-from fl_app.deploy import cmdline, marked_processes
+from fl_app.deploy.processes import cmdline, marked_processes
 from fl_app.federation.metrics import read_lines
 from fl_app.swipes.store import SwipeStore
 from fl_app.synthetic.users import make_user
