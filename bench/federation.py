@@ -55,9 +55,10 @@ from report_header import report_header, write_report
 
 from fl_app.decoder.spec import model_arrays
 from fl_app.decoder.training import SwipeDataset, TrainConfig, train
-from fl_app.federation.config import compose, decoder_spec, finalize
+from fl_app.federation.config import compose, finalize
 from fl_app.federation.data import ensure_synthetic_store, spec_lexicon
 from fl_app.federation.experiment import run_experiment
+from fl_app.federation.run_config import RunConfig
 from fl_app.federation.server import CentralEvaluator, make_store
 from fl_app.swipes.store import SwipeStore
 from fl_app.synthetic.centralized import user_swipes
@@ -122,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         *args.overrides,
     ]
     cfg = finalize(compose(overrides))
-    spec = decoder_spec(cfg)
+    spec = cfg.decoder
     initial = None
     pretrain_note = ""
     if args.init == "pretrained":
@@ -138,12 +139,12 @@ def main(argv: list[str] | None = None) -> int:
     swipes = []
     for p in range(args.users):
         path = ensure_synthetic_store(
-            cfg.data.cache_dir, spec, int(cfg.data.seed) + p, args.swipes, str(cfg.data.regime)
+            cfg.data.cache_dir, spec, cfg.data.seed + p, args.swipes, cfg.data.regime
         )
-        with SwipeStore(path, heldout_fraction=float(cfg.data.heldout_fraction)) as store:
+        with SwipeStore(path, heldout_fraction=cfg.data.heldout_fraction) as store:
             swipes.extend(r.swipe for r in store.load(split="train"))
     data = SwipeDataset.from_swipes(swipes, spec.features)
-    model = spec.build_model(seed=int(cfg.train.seed), device=torch.device("cpu"))  # FL's init
+    model = spec.build_model(seed=cfg.train.seed, device=torch.device("cpu"))  # FL's init
     if initial is not None:
         model.load_state_dict(initial)
     config = replace(train_config(cfg, epochs=passes(args)), cosine=args.lr_schedule == "cosine")
@@ -175,7 +176,7 @@ def final_comparison(args, overrides, spec, cfg, run_id, fed_records, model) -> 
     error of about 1.6 points, as much as the bar; 2,500 have 0.7."""
     big = finalize(compose([*overrides, f"evaluation.users={args.final_eval_users}"]))
     evaluator = CentralEvaluator(spec, big)
-    store = make_store(cfg)
+    store = make_store(cfg.checkpoints)
     rounds = [r for r in sorted(fed_records) if r > 0][-10:]
     fed = {r: evaluator(store.load(run_id, r).tensors)["top1"] for r in rounds}
     central = evaluator(model_arrays(model))
@@ -197,16 +198,16 @@ def passes(args: argparse.Namespace) -> float:
     return args.rounds * args.epochs * args.clients_per_round / args.users
 
 
-def train_config(cfg, epochs: float) -> TrainConfig:
+def train_config(cfg: RunConfig, epochs: float) -> TrainConfig:
     """The clients' training settings (`cfg.train`), for a central run of `epochs` passes."""
     t = cfg.train
     return TrainConfig(
         epochs=epochs,
-        lr=float(t.lr),
-        batch_size=int(t.batch_size),
-        weight_decay=float(t.weight_decay),
-        grad_clip=float(t.grad_clip),
-        seed=int(t.seed),
+        lr=t.lr,
+        batch_size=t.batch_size,
+        weight_decay=t.weight_decay,
+        grad_clip=t.grad_clip,
+        seed=t.seed,
     )
 
 
@@ -216,11 +217,11 @@ def pretrain(cfg, spec, args) -> tuple[dict[str, torch.Tensor], str]:
         args.pretrain_users, args.swipes, seed=PRETRAIN_SEED, lexicon=spec_lexicon(spec)
     )
     data = SwipeDataset.from_swipes(swipes, spec.features)
-    model = spec.build_model(seed=int(cfg.train.seed), device=torch.device("cpu"))
+    model = spec.build_model(seed=cfg.train.seed, device=torch.device("cpu"))
     t0 = time.perf_counter()
     train(model, data, train_config(cfg, epochs=args.pretrain_epochs))
     seconds = time.perf_counter() - t0
-    make_store(cfg).save(
+    make_store(cfg.checkpoints).save(
         PRETRAIN_RUN, 0, model_arrays(model), {"decoder": spec.to_manifest(), "pretrained": True}
     )
     note = (
@@ -245,7 +246,7 @@ def render(
     gap = final["gap"]
     verdict = "meets" if gap <= 2.0 else "does NOT meet"
     per_user = n_train / args.users
-    batch = int(cfg.train.batch_size)
+    batch = cfg.train.batch_size
     client_steps = round(math.ceil(per_user / batch) * args.epochs)
     central_steps = round(math.ceil(n_train / batch) * passes(args))
     header = report_header(
@@ -265,7 +266,7 @@ def render(
   distribution), {args.swipes} swipes each, {n_train} training swipes in all (each store's
   train split: rows whose id hashes above `data.heldout_fraction` {cfg.data.heldout_fraction}).
 - Population: `{cfg.data.regime}` regime (federated and held-out users alike).
-{{pretrain}}- Model: conv {cfg.model.conv_channels}, GRU {cfg.model.hidden} x {cfg.model.gru_layers};
+{{pretrain}}- Model: conv {cfg.decoder.conv_channels}, GRU {cfg.decoder.hidden} x {cfg.decoder.gru_layers};
   AdamW lr {cfg.train.lr} ({args.lr_schedule}{"-decayed to a tenth over the federation's rounds and over the centralized run's steps" if args.lr_schedule == "cosine" else ""}), batch {cfg.train.batch_size}, weight decay {cfg.train.weight_decay}.
 - Federated: strategy {cfg.strategy.name}, {args.rounds} rounds, {args.clients_per_round} of the
   {args.users} users sampled a round, {args.epochs:g} local epochs each ({passes(args):g} passes over

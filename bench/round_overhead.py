@@ -81,7 +81,7 @@ def timed_client_app(log_path: str):
 def run_schedule(args, schedule: str, work: Path, cache: str) -> dict:
     from flwr.simulation import run_simulation
 
-    from fl_app.federation.config import compose, decoder_spec, finalize
+    from fl_app.federation.config import compose, finalize
     from fl_app.federation.data import ensure_synthetic_store
     from fl_app.federation.metrics import read_lines
     from fl_app.federation.server import make_server_app
@@ -104,10 +104,10 @@ def run_schedule(args, schedule: str, work: Path, cache: str) -> dict:
             ]
         )
     )
-    spec = decoder_spec(cfg)
+    spec = cfg.decoder
     for p in range(args.users):  # generated before timing (cached across runs)
         ensure_synthetic_store(
-            cache, spec, int(cfg.data.seed) + p, int(cfg.data.swipes_per_user), cfg.data.regime
+            cache, spec, cfg.data.seed + p, cfg.data.swipes_per_user, cfg.data.regime
         )
     log_path = root / "clients.jsonl"
     root.mkdir(parents=True, exist_ok=True)
@@ -167,9 +167,9 @@ def render(args, results: list[dict]) -> str:
         "",
         f"- {args.users} simulated users, every user every round, {args.rounds} rounds, no "
         "federated evaluation; conf/ defaults otherwise: model conv "
-        f"{cfg.model.conv_channels}, GRU {cfg.model.hidden} x {cfg.model.gru_layers}, lexicon "
+        f"{cfg.decoder.conv_channels}, GRU {cfg.decoder.hidden} x {cfg.decoder.gru_layers}, lexicon "
         f"{cfg.data.language}-{cfg.data.lexicon_size}, {cfg.data.swipes_per_user} swipes per user "
-        f"({1 - float(cfg.data.heldout_fraction):.0%} train split), {cfg.train.epochs:g} local "
+        f"({1 - cfg.data.heldout_fraction:.0%} train split), {cfg.train.epochs:g} local "
         f"epochs, batch {cfg.train.batch_size}; centralized evaluation on {cfg.evaluation.users} x "
         f"{cfg.evaluation.swipes_per_user} held-out swipes and a local checkpoint every round.",
         "- `train` = sum over the round's clients of `train-seconds` (the training loop, timed "

@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     from flwr.simulation import run_simulation
 
-    from fl_app.federation.config import compose, decoder_spec, default_cache_dir, finalize
+    from fl_app.federation.config import compose, default_cache_dir, finalize
     from fl_app.federation.metrics import read_lines
     from fl_app.federation.server import make_server_app
 
@@ -149,8 +149,8 @@ def main(argv: list[str] | None = None) -> int:
             ]
         )
     )
-    spec = decoder_spec(cfg)
-    seed = int(cfg.data.seed)
+    spec = cfg.decoder
+    seed = cfg.data.seed
     t0 = time.perf_counter()
     jobs = [(cache, spec.to_manifest(), seed + p, args.swipes) for p in range(args.nodes)]
     with multiprocessing.get_context("spawn").Pool(min(2, os.cpu_count() or 1)) as pool:
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             num_supernodes=args.nodes,
             backend_config={
                 "client_resources": {
-                    "num_cpus": float(cfg.simulation.client_cpus),
+                    "num_cpus": cfg.simulation.client_cpus,
                     "num_gpus": 0.0,
                 },
                 "init_args": {"log_to_driver": True},
@@ -206,7 +206,7 @@ def render(args, cfg, records, monitor: PeakMemory, total: float, gen_seconds: f
         "federated evaluation.",
         f"- Per node: one synthetic user, {args.swipes} swipes in its own SQLite swipe store "
         f"(generated before the run in {gen_seconds:.0f} s with 2 processes; cached); model conv "
-        f"{cfg.model.conv_channels}, GRU {cfg.model.hidden} x {cfg.model.gru_layers}, lexicon "
+        f"{cfg.decoder.conv_channels}, GRU {cfg.decoder.hidden} x {cfg.decoder.gru_layers}, lexicon "
         f"{cfg.data.language}-{cfg.data.lexicon_size}, {cfg.train.epochs:g} local epoch, batch "
         f"{cfg.train.batch_size}, `train.min_swipes` {cfg.train.min_swipes}.",
         f"- Centralized evaluation ({cfg.evaluation.users} x {cfg.evaluation.swipes_per_user} "

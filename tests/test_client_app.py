@@ -13,7 +13,7 @@ from flwr.app.message.message import make_message
 from fl_app.decoder.spec import model_arrays
 from fl_app.federation import protocol as P
 from fl_app.federation.client import NotEnoughSwipes, make_client_app
-from fl_app.federation.config import compose, decoder_spec, finalize
+from fl_app.federation.config import compose, finalize
 from fl_app.federation.data import ensure_synthetic_store, synthetic_store_path
 from fl_app.swipes.store import SwipeStore
 
@@ -39,7 +39,7 @@ def _cfg(cache_dir: str, *extra: str):
 
 
 def _message(cfg, message_type: str, server_round: int = 1) -> Message:
-    spec = decoder_spec(cfg)
+    spec = cfg.decoder
     config = P.round_config(cfg)
     config["server-round"] = server_round
     content = RecordDict(
@@ -71,14 +71,17 @@ def test_round_config_roundtrip(cache_dir):
     task = P.RoundTask.from_record(record)
     assert task.server_round == 4
     assert task.train.epochs == 2.5 and task.train.batch_size == 8 and task.train.mu == 0.25
-    assert task.decoder == decoder_spec(cfg)
+    assert task.decoder == cfg.decoder
     assert task.cache_dir == cache_dir
     with pytest.raises(ValueError, match="lacks 'epochs'"):
         P.RoundTask.from_record(ConfigRecord({"decoder": record["decoder"]}))
+    record["batch-size"] = "eight"
+    with pytest.raises(ValueError, match="batch-size: expected an integer"):
+        P.RoundTask.from_record(record)
 
 
 def test_synthetic_store_is_generated_once_and_deterministic(cache_dir, tmp_path):
-    spec = decoder_spec(_cfg(cache_dir))
+    spec = _cfg(cache_dir).decoder
     path = ensure_synthetic_store(cache_dir, spec, seed=3, n=30)
     assert path == synthetic_store_path(cache_dir, spec, 3, 30) and path.is_absolute()
     mtime = path.stat().st_mtime_ns
@@ -100,7 +103,7 @@ def test_train_replies_with_update_and_sets_training_marker(cache_dir):
     reply = client_app(_message(cfg, "train"), _context({"partition-id": 2}))
     assert not reply.has_error()
     metrics = reply.content[P.METRICS]
-    store_path = synthetic_store_path(cache_dir, decoder_spec(cfg), 2, 40)
+    store_path = synthetic_store_path(cache_dir, cfg.decoder, 2, 40)
     with SwipeStore(store_path, heldout_fraction=0.2) as store:
         train_rows = store.load(split="train")
         assert metrics[P.NUM_EXAMPLES] == len(train_rows) > 10
@@ -123,7 +126,7 @@ def test_evaluate_replies_with_loss_and_top1(cache_dir):
 
 def test_too_few_swipes_is_a_clear_error(cache_dir, tmp_path):
     cfg = _cfg(cache_dir)
-    spec = decoder_spec(cfg)
+    spec = cfg.decoder
     # A deployed node's store with 5 swipes (copied from a synthetic user), min_swipes 10.
     source = ensure_synthetic_store(cache_dir, spec, seed=9, n=40)
     path = tmp_path / "device.sqlite"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,10 +15,15 @@ from fl_app.federation.config import (
     ConfigError,
     compose,
     conf_dir,
-    decoder_spec,
     finalize,
     public_config,
     split_overrides,
+)
+from fl_app.federation.run_config import (
+    FedAdamConfig,
+    FedProxConfig,
+    LocalCheckpoints,
+    S3Checkpoints,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,10 +31,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_defaults_compose_to_a_valid_federation():
     cfg = finalize(compose())
-    assert cfg.strategy.name == "fedavg" and cfg.store.kind == "local"
+    assert cfg.strategy.name == "fedavg" and isinstance(cfg.checkpoints.location, LocalCheckpoints)
+    assert cfg.checkpoints.location.kind == "local" and cfg.checkpoints.max_wait_s == 10.0
     assert cfg.federation.min_success_share == 0.5
-    assert Path(cfg.store.root).is_absolute() and Path(cfg.paths.outputs).is_absolute()
-    assert Path(cfg.data.cache_dir).is_absolute()
+    assert cfg.evaluation.metric == "top1"
+    assert cfg.checkpoints.location.root.is_absolute() and cfg.paths.outputs.is_absolute()
+    assert cfg.data.cache_dir.is_absolute()
     assert conf_dir() == ROOT / "conf"
 
 
@@ -36,12 +44,54 @@ def test_overrides_change_the_run(tmp_path):
     cfg = finalize(
         compose(f"strategy=fedprox strategy.mu=0.2 model.hidden=48 'paths.root={tmp_path}'")
     )
+    assert isinstance(cfg.strategy, FedProxConfig)
     assert cfg.strategy.name == "fedprox" and cfg.strategy.mu == 0.2
-    assert decoder_spec(cfg).hidden == 48
-    assert cfg.store.root == str(tmp_path / "outputs" / "checkpoints")
-    adam = compose(["strategy=fedadam", "experiment=smoke", "store=s3"])
-    assert adam.strategy.eta == 0.01 and adam.data.lexicon_size == 1000 and adam.store.kind == "s3"
+    assert cfg.decoder.hidden == 48
+    assert cfg.checkpoints.location.root == tmp_path / "outputs" / "checkpoints"
+    adam = compose(["strategy=fedadam", "experiment=smoke", "checkpoints=s3"])
+    assert adam.strategy.eta == 0.01 and adam.data.lexicon_size == 1000
+    assert adam.checkpoints.kind == "s3" and adam.checkpoints.max_wait_s == 10
+    typed = finalize(adam)
+    assert isinstance(typed.strategy, FedAdamConfig) and typed.strategy.eta == 0.01
+    assert isinstance(typed.checkpoints.location, S3Checkpoints)
+    assert typed.checkpoints.location.max_attempts == 4
     assert split_overrides("a=1 'b=x y'") == ["a=1", "b=x y"]
+
+
+def test_typed_config_reads_without_casts_and_keeps_the_composed_values(tmp_path):
+    cfg = finalize(compose(["train.epochs=1", "federation.num_rounds=4.0", "run_id=20250101"]))
+    assert cfg.train.epochs == 1.0 and isinstance(cfg.train.epochs, float)
+    assert cfg.federation.num_rounds == 4 and isinstance(cfg.federation.num_rounds, int)
+    assert cfg.run_id == "20250101"
+    # The manifests get the composed values as they were (an int stays an int).
+    assert public_config(cfg)["train"]["epochs"] == 1
+    assert isinstance(public_config(cfg)["train"]["epochs"], int)
+    renamed = cfg.with_run_id("other-run")
+    assert renamed.run_id == "other-run" and public_config(renamed)["run_id"] == "other-run"
+    assert renamed.train == cfg.train and cfg.run_id == "20250101"
+
+
+@pytest.mark.parametrize(
+    "override, new",
+    [
+        ("store=s3", "checkpoints=s3"),
+        ("store.kind=s3", "checkpoints.kind=s3"),
+        ("store.prefix=tests/x", "checkpoints.prefix=tests/x"),
+        ("store.root=/tmp/ckpt", "checkpoints.root=/tmp/ckpt"),
+        ("+store.secret_key=x", "+checkpoints.secret_key=x"),
+    ],
+)
+def test_the_old_store_group_is_refused_with_its_new_name(override, new):
+    message = f"the config group `store` is now `checkpoints`: use {new}"
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        compose(["experiment=smoke", override])
+
+
+def test_the_hydra_command_line_refuses_the_old_store_group():
+    cmd = [sys.executable, "-m", "fl_app.federation.experiment", "store=s3"]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "the config group `store` is now `checkpoints`: use checkpoints=s3" in out.stderr
 
 
 @pytest.mark.parametrize(
@@ -54,6 +104,11 @@ def test_overrides_change_the_run(tmp_path):
         ("resume.round=3", "resume.round: needs resume.run_id"),
         ("run_id=../x", "run_id"),
         ("no_such_key=1", "cannot compose"),
+        ("evaluation.metric=loss", "evaluation.metric"),
+        ("strategy.name=nope", "strategy.name"),
+        ("checkpoints.kind=ftp", "checkpoints.kind"),
+        ("train.batch_size=2.5", "train.batch_size: expected an integer"),
+        ("train.lr=fast", "train.lr: expected a number"),
     ],
 )
 def test_bad_config_is_refused_with_the_key(overrides, message):
@@ -64,12 +119,14 @@ def test_bad_config_is_refused_with_the_key(overrides, message):
 def test_secrets_never_enter_the_config(monkeypatch):
     monkeypatch.setenv("SWIPEFL_S3_SECRET_KEY", "super-secret-value-123")
     monkeypatch.setenv("SWIPEFL_S3_ACCESS_KEY", "access-key-value-456")
-    cfg = finalize(compose("store=s3"))
+    cfg = finalize(compose("checkpoints=s3"))
     text = json.dumps(public_config(cfg))
     assert "super-secret-value-123" not in text and "access-key-value-456" not in text
     # Even a secret-looking key someone adds by hand is dropped from what manifests get.
-    leaked = finalize(compose(["+store.secret_key=oops-oops", "+store.access_key=oops2"]))
-    assert public_config(leaked)["store"]["secret_key"] == "<redacted>"
+    leaked = finalize(
+        compose(["+checkpoints.secret_key=oops-oops", "+checkpoints.access_key=oops2"])
+    )
+    assert public_config(leaked)["checkpoints"]["secret_key"] == "<redacted>"
     assert "oops" not in json.dumps(public_config(leaked))
 
 

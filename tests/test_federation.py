@@ -26,7 +26,7 @@ from fl_app.checkpoints import (
     S3Backend,
 )
 from fl_app.federation import protocol as P
-from fl_app.federation.config import compose, decoder_spec, finalize
+from fl_app.federation.config import compose, finalize
 from fl_app.federation.experiment import run_experiment
 from fl_app.federation.metrics import plot_metrics, progress_line, read_lines
 from fl_app.federation.resume import ResumeError, ResumePoint, choose_run_id
@@ -136,7 +136,7 @@ def test_flwr_run_s3_checkpoints_release_and_learning(
     superlink, s3_server, s3_bucket, tmp_path, synth_cache
 ):
     overrides = " ".join(
-        smoke(tmp_path, synth_cache, "store=s3", "strategy=fedprox", "strategy.mu=0.001",
+        smoke(tmp_path, synth_cache, "checkpoints=s3", "strategy=fedprox", "strategy.mu=0.001",
               "model.hidden=24", "run_id=accept")
     )  # fmt: skip
     started = json.loads(
@@ -172,7 +172,7 @@ def test_flwr_run_s3_checkpoints_release_and_learning(
     for m in manifests.values():
         assert m["strategy"] == "fedprox" and m["config"]["strategy"]["mu"] == 0.001
         assert m["config"]["model"]["hidden"] == 24 and m["decoder"]["model"]["hidden"] == 24
-        assert m["config"]["store"]["kind"] == "s3"
+        assert m["config"]["checkpoints"]["kind"] == "s3" and "store" not in m["config"]
         assert m["lexicon_id"].startswith("en-1000-")
     assert manifests[2]["parent"] == "runs/accept/round-0001" and manifests[0]["parent"] is None
     # No secret in anything stored, nor in the run's metrics.
@@ -248,23 +248,23 @@ def test_resume_from_corrupt_checkpoint_names_it(base_run, tmp_path):
         [*overrides, f"paths.root={copy}", f"resume.run_id={base.run_id}", "resume.round=1"]
     )
     with pytest.raises(ResumeError, match=rf"runs/{base.run_id}/round-0001.*corrupt"):
-        run_federation(None, cfg)  # fails before it talks to any node
+        run_federation(None, finalize(cfg))  # fails before it talks to any node
     cfg = compose([*overrides, f"paths.root={copy}", "resume.run_id=no-such-run"])
     with pytest.raises(ResumeError, match="cannot resume from run no-such-run"):
-        run_federation(None, cfg)
+        run_federation(None, finalize(cfg))
 
 
 def test_resume_picks_a_run_id_that_never_overwrites(tmp_path, synth_cache):
     cfg = finalize(compose(smoke(tmp_path, synth_cache)))
-    store = make_store(cfg)
+    store = make_store(cfg.checkpoints)
     tensors = {"w": np.zeros(2, dtype=np.float32)}
     for rnd in (0, 1, 2):
         store.save("r1", rnd, tensors, {"metrics": {"top1": 0.1 * rnd}})
-    point = lambda rnd: ResumePoint("r1", rnd, tensors, {}, None)  # noqa: E731
+    point = lambda rnd: ResumePoint("r1", rnd, tensors, None)  # noqa: E731
     assert choose_run_id(cfg, store, point(2)) == "r1"  # the newest round: in place
     branched = choose_run_id(cfg, store, point(1))  # an older round: a new run
     assert branched != "r1" and branched.endswith(tuple("0123456789abcdef"))
-    cfg.run_id = "r1"
+    cfg = cfg.with_run_id("r1")
     with pytest.raises(ResumeError, match=r"rounds \[2\].*overwrite"):
         choose_run_id(cfg, store, point(1))
     with pytest.raises(ResumeError, match="a new run would overwrite"):
@@ -287,7 +287,7 @@ def test_round_where_all_clients_fail_has_no_release(tmp_path, synth_cache):
     assert summary.rejected == [1] and summary.released == []
     assert any("round 1/1 | clients ok 0 failed 2" in x and "NO RELEASE" in x for x in lines)
     assert any("fewer than the minimum 100000" in x for x in lines)  # the client's own error
-    store = make_store(cfg)
+    store = make_store(cfg.checkpoints)
     assert store.read_release() is None
     manifest = store.load_manifest(summary.run_id, 1)
     assert manifest["metrics"]["accepted"] is False and manifest["metrics"]["clients_failed"] == 2
@@ -307,7 +307,7 @@ def test_cosine_lr_schedule_decays_over_the_runs_rounds(tmp_path, synth_cache):
     )  # fmt: skip
     summary = run_experiment(cfg, echo=lambda line: None)
     lrs = [r["train"]["train-lr"] for r in summary.records if r["round"] > 0]
-    lr = float(cfg.train.lr)
+    lr = cfg.train.lr
     assert lrs == pytest.approx([lr, 0.55 * lr, 0.1 * lr])
 
 
@@ -347,10 +347,26 @@ def test_strategy_counts_failures_and_keeps_model_below_min_share(tmp_path, synt
     )
 
 
+def test_strategies_are_built_with_their_settings(tmp_path, synth_cache):
+    ledger = RoundLedger()
+    cfg = finalize(
+        compose(smoke(tmp_path, synth_cache, "strategy=fedprox", "strategy.mu=0.3",
+                      "train.lr_schedule=cosine", "federation.fraction_train=0.5"))
+    )  # fmt: skip
+    prox = build_strategy(cfg, ledger)
+    assert prox.proximal_mu == 0.3 and prox.fraction_train == 0.5
+    assert prox.ledger is ledger and prox.lr_schedule == "cosine" and prox.num_rounds == 2
+    adam = build_strategy(
+        finalize(compose(smoke(tmp_path, synth_cache, "strategy=fedadam", "strategy.tau=0.002"))),
+        ledger,
+    )
+    assert (adam.eta, adam.tau, adam.lr_schedule) == (0.01, 0.002, "constant")
+
+
 def test_recorder_releases_best_rounds_but_never_moves_a_pinned_pointer(tmp_path, synth_cache):
     cfg = finalize(compose(smoke(tmp_path, synth_cache, "run_id=rec")))
-    spec = decoder_spec(cfg)
-    store = make_store(cfg)
+    spec = cfg.decoder
+    store = make_store(cfg.checkpoints)
     writer = ResilientCheckpointWriter(store)
     ledger = RoundLedger()
     strategy = build_strategy(cfg, ledger)
@@ -359,7 +375,7 @@ def test_recorder_releases_best_rounds_but_never_moves_a_pinned_pointer(tmp_path
     def evaluator(arrays):
         return {"top1": next(scores), "top4": 0.9, "mrr": 0.5, "loss": 1.0, "n": 10}
 
-    summary = RunSummary("rec", store.describe(), tmp_path / "out")
+    summary = RunSummary("rec", store.describe(), tmp_path / "out", cfg.evaluation.metric)
     lines: list[str] = []
     recorder = RoundRecorder(
         cfg, spec, ledger, strategy, writer, evaluator, summary, None, lines.append
@@ -385,6 +401,31 @@ def test_recorder_releases_best_rounds_but_never_moves_a_pinned_pointer(tmp_path
     assert summary.released == [1, 3] and summary.rejected == [4]
     assert "NO RELEASE: 1/4 clients succeeded (< 50%)" in lines[-1]
     assert store.list_rounds("rec") == [0, 1, 2, 3, 4]  # a checkpoint every round regardless
+
+
+def test_evaluation_metric_chooses_the_release_metric(tmp_path, synth_cache):
+    cfg = finalize(compose(smoke(tmp_path, synth_cache, "run_id=mrr", "evaluation.metric=mrr")))
+    store = make_store(cfg.checkpoints)
+    ledger = RoundLedger()
+    # top-1 improves every round, MRR only in round 1: the release follows MRR.
+    scores = iter([(0.1, 0.1), (0.2, 0.6), (0.3, 0.5), (0.4, 0.4)])
+
+    def evaluator(arrays):
+        top1, mrr = next(scores)
+        return {"top1": top1, "top4": 0.9, "mrr": mrr, "loss": 1.0, "n": 10}
+
+    summary = RunSummary("mrr", store.describe(), tmp_path / "out", cfg.evaluation.metric)
+    recorder = RoundRecorder(
+        cfg, cfg.decoder, ledger, build_strategy(cfg, ledger), ResilientCheckpointWriter(store),
+        evaluator, summary, None, lambda line: None,
+    )  # fmt: skip
+    arrays = P.to_record({k: v for k, v in cfg.decoder.build_model().state_dict().items()})
+    recorder(0, arrays)
+    for rnd in (1, 2, 3):
+        ledger.train[rnd] = TrainOutcome(rnd, 2, 2, 0, True)
+        recorder(rnd, arrays)
+    assert store.read_release()["round"] == 1 and summary.released == [1]
+    assert summary.best_round() == 1
 
 
 def test_progress_line_and_plot(tmp_path):

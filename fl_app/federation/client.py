@@ -90,7 +90,7 @@ def train_on_store(message: Message, context: Context) -> Message:
             P.NUM_EXAMPLES: len(data),
             P.TRAIN_LOSS: float(result.loss),
             P.TRAIN_SECONDS: float(result.seconds),
-            P.TRAIN_LR: float(task.train.lr),
+            P.TRAIN_LR: task.train.lr,
         }
     )
     content = RecordDict({P.ARRAYS: P.to_record(model_arrays(model)), P.METRICS: metrics})

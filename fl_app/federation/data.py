@@ -45,7 +45,7 @@ def synthetic_store_path(
     cache_dir: str | os.PathLike[str], spec: DecoderSpec, seed: int, n: int, regime: str = "train"
 ) -> Path:
     lexicon_id = spec_lexicon(spec).lexicon_id
-    name = f"user-{lexicon_id}-{regime}-s{int(seed)}-n{int(n)}-{generator_id()}.sqlite"
+    name = f"user-{lexicon_id}-{regime}-s{seed}-n{n}-{generator_id()}.sqlite"
     return Path(cache_dir) / name
 
 
@@ -67,9 +67,9 @@ def ensure_synthetic_store(
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
     try:
-        user = make_user(int(seed), spec_lexicon(spec), regime=regime)
+        user = make_user(seed, spec_lexicon(spec), regime=regime)
         with SwipeStore(tmp) as store:
-            store.append_many(user.swipes(int(n)), source="synthetic")
+            store.append_many(user.swipes(n), source="synthetic")
         if not path.exists():
             os.replace(tmp, path)
     finally:
@@ -86,6 +86,6 @@ def heldout_swipes(
 
     lexicon = spec_lexicon(spec)
     out: list[Swipe] = []
-    for i in range(int(users)):
-        out.extend(make_user(int(seed) + i, lexicon, regime=regime).swipes(int(per_user)))
+    for i in range(users):
+        out.extend(make_user(seed + i, lexicon, regime=regime).swipes(per_user))
     return out

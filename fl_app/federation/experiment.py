@@ -3,13 +3,14 @@
     python -m fl_app.federation.experiment                                  # conf/ defaults
     python -m fl_app.federation.experiment strategy=fedprox strategy.mu=0.1 federation.num_rounds=5
     python -m fl_app.federation.experiment -m strategy=fedavg,fedadam       # a sweep: one run per point
-    python -m fl_app.federation.experiment +experiment=smoke                # a named setup (conf/experiment/)
+    python -m fl_app.federation.experiment experiment=smoke                 # a named setup (conf/experiment/)
 
 Each run simulates `simulation.num_supernodes` nodes with Flower's simulation engine
 (`flwr.simulation.run_simulation`, the same ServerApp and ClientApp logic as `flwr run .`) and
 writes metrics.jsonl and plot.png into its Hydra output folder (outputs/<date>/<time>/, or
-multirun/<date>/<time>/<job>/ for sweeps). Sweep runs checkpoint under the store prefix
-`sweeps/<date>-<time>` so they never move the main release pointer.
+multirun/<date>/<time>/<job>/ for sweeps). Sweep runs checkpoint under the prefix
+`sweeps/<date>-<time>` (`checkpoints.prefix`) so they never move the main release pointer.
+A sweeper that optimizes (e.g. Optuna) reads each run's best release metric (`evaluation.metric`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
-from fl_app.federation.config import conf_dir
+from fl_app.federation.config import ConfigError, conf_dir, finalize, refuse_renamed
+from fl_app.federation.run_config import RunConfig
 from fl_app.federation.server import RunSummary
 
 log = logging.getLogger(__name__)
@@ -36,7 +38,7 @@ class ExperimentFailed(RuntimeError):
 
 
 def run_experiment(
-    cfg: DictConfig,
+    cfg: RunConfig,
     outputs_dir: str | Path | None = None,
     echo: Callable[[str], None] | None = None,
 ) -> RunSummary:
@@ -52,14 +54,14 @@ def run_experiment(
         cfg, outputs_dir=outputs_dir, on_summary=summaries.append, echo=echo or log.info
     )
     backend = {
-        "client_resources": {"num_cpus": float(cfg.simulation.client_cpus), "num_gpus": 0.0},
+        "client_resources": {"num_cpus": cfg.simulation.client_cpus, "num_gpus": 0.0},
         "init_args": {"log_to_driver": True},
     }
     try:
         run_simulation(
             server_app=server,
             client_app=make_client_app(),
-            num_supernodes=int(cfg.simulation.num_supernodes),
+            num_supernodes=cfg.simulation.num_supernodes,
             backend_config=backend,
         )
     except Exception as exc:  # the ServerApp's own error, re-raised by the engine
@@ -70,14 +72,14 @@ def run_experiment(
 
 
 def _sweep_prefix(cfg: DictConfig) -> None:
-    """Sweep runs checkpoint under their own store prefix (never the main release pointer)."""
+    """Sweep runs checkpoint under their own prefix (never the main release pointer)."""
     hc = HydraConfig.get()
-    if hc.mode != RunMode.MULTIRUN or cfg.store.get("prefix"):
+    if hc.mode != RunMode.MULTIRUN or cfg.checkpoints.get("prefix"):
         return
     sweep_dir = Path(hc.sweep.dir)
     stamp = f"{sweep_dir.parent.name}-{sweep_dir.name}".replace(":", "").replace("_", "-")
     with open_dict(cfg):
-        cfg.store.prefix = f"sweeps/{stamp}"
+        cfg.checkpoints.prefix = f"sweeps/{stamp}"
 
 
 @hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")
@@ -86,15 +88,25 @@ def main(cfg: DictConfig) -> float | None:
     _sweep_prefix(cfg)
     out = HydraConfig.get().runtime.output_dir
     try:
-        summary = run_experiment(cfg, outputs_dir=out)
-    except ExperimentFailed as exc:
+        summary = run_experiment(finalize(cfg), outputs_dir=out)
+    except (ConfigError, ExperimentFailed) as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         raise
     best = summary.best_round()
     record = next((r for r in summary.records if r["round"] == best), None)
-    # A sweeper that optimizes (e.g. Optuna) reads the return value: the best top-1.
-    return float(record["central"]["top1"]) if record else None
+    # A sweeper that optimizes (e.g. Optuna) reads the return value: the best release metric.
+    return float(record["central"][summary.metric]) if record else None
+
+
+def cli(argv: list[str]) -> None:
+    """Refuse renamed overrides (`store=s3`) with the new name before Hydra sees them."""
+    try:
+        refuse_renamed(argv)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+    main()
 
 
 if __name__ == "__main__":
-    main()
+    cli(sys.argv[1:])

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord
-from omegaconf import DictConfig
 
 from fl_app.decoder.spec import DecoderSpec
 from fl_app.decoder.training import TrainConfig
-from fl_app.federation.config import decoder_spec
+from fl_app.federation.fields import Fields
+from fl_app.federation.run_config import RunConfig
 
 ARRAYS = "arrays"
 CONFIG = "config"
@@ -62,51 +62,49 @@ class RoundTask:
 
     @classmethod
     def from_record(cls, config: ConfigRecord) -> RoundTask:
-        try:
-            server_round = int(config.get("server-round", 0))
-            return cls(
-                server_round=server_round,
-                decoder=DecoderSpec.from_manifest(json.loads(str(config["decoder"]))),
-                train=TrainConfig(
-                    epochs=float(config["epochs"]),
-                    lr=float(config["lr"]),
-                    batch_size=int(config["batch-size"]),
-                    weight_decay=float(config["weight-decay"]),
-                    grad_clip=float(config["grad-clip"]),
-                    mu=float(config.get(PROXIMAL_MU, 0.0)),
-                    seed=int(config["seed"]) + server_round,
-                ),
-                min_swipes=int(config["min-swipes"]),
-                data_seed=int(config["data-seed"]),
-                swipes_per_user=int(config["swipes-per-user"]),
-                regime=str(config["regime"]),
-                heldout_fraction=float(config["heldout-fraction"]),
-                cache_dir=str(config["cache-dir"]),
-                eval_max_swipes=int(config["eval-max-swipes"]),
-            )
-        except KeyError as exc:
-            raise ValueError(f"the server's round config lacks {exc}") from None
+        """Read a round's ConfigRecord; a missing or mistyped key is a ValueError naming it."""
+        fields = Fields(config, label="the server's round config")
+        server_round = fields.integer("server-round") if fields.has("server-round") else 0
+        return cls(
+            server_round=server_round,
+            decoder=DecoderSpec.from_manifest(json.loads(fields.text("decoder"))),
+            train=TrainConfig(
+                epochs=fields.number("epochs"),
+                lr=fields.number("lr"),
+                batch_size=fields.integer("batch-size"),
+                weight_decay=fields.number("weight-decay"),
+                grad_clip=fields.number("grad-clip"),
+                mu=fields.number(PROXIMAL_MU) if fields.has(PROXIMAL_MU) else 0.0,
+                seed=fields.integer("seed") + server_round,
+            ),
+            min_swipes=fields.integer("min-swipes"),
+            data_seed=fields.integer("data-seed"),
+            swipes_per_user=fields.integer("swipes-per-user"),
+            regime=fields.text("regime"),
+            heldout_fraction=fields.number("heldout-fraction"),
+            cache_dir=fields.text("cache-dir"),
+            eval_max_swipes=fields.integer("eval-max-swipes"),
+        )
 
 
-def round_config(cfg: DictConfig) -> ConfigRecord:
+def round_config(cfg: RunConfig) -> ConfigRecord:
     """The ConfigRecord sent with every train and evaluate message of a run."""
-    spec: DecoderSpec = decoder_spec(cfg)
-    record = ConfigRecord(
+    train, data = cfg.train, cfg.data
+    return ConfigRecord(
         {
-            "decoder": json.dumps(spec.to_manifest(), sort_keys=True),
-            "epochs": float(cfg.train.epochs),
-            "lr": float(cfg.train.lr),
-            "batch-size": int(cfg.train.batch_size),
-            "weight-decay": float(cfg.train.weight_decay),
-            "grad-clip": float(cfg.train.grad_clip),
-            "seed": int(cfg.train.seed),
-            "min-swipes": int(cfg.train.min_swipes),
-            "data-seed": int(cfg.data.seed),
-            "swipes-per-user": int(cfg.data.swipes_per_user),
-            "regime": str(cfg.data.regime),
-            "heldout-fraction": float(cfg.data.heldout_fraction),
-            "cache-dir": str(cfg.data.cache_dir),
-            "eval-max-swipes": int(cfg.evaluation.client_max_swipes),
+            "decoder": json.dumps(cfg.decoder.to_manifest(), sort_keys=True),
+            "epochs": train.epochs,
+            "lr": train.lr,
+            "batch-size": train.batch_size,
+            "weight-decay": train.weight_decay,
+            "grad-clip": train.grad_clip,
+            "seed": train.seed,
+            "min-swipes": train.min_swipes,
+            "data-seed": data.seed,
+            "swipes-per-user": data.swipes_per_user,
+            "regime": data.regime,
+            "heldout-fraction": data.heldout_fraction,
+            "cache-dir": str(data.cache_dir),
+            "eval-max-swipes": cfg.evaluation.client_max_swipes,
         }
     )
-    return record

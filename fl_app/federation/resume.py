@@ -4,16 +4,17 @@
 numbers continue (the first new round is N+1). Resuming R's newest round continues in R itself;
 resuming an older round (or setting ``run_id``) starts a new run whose first checkpoint is a copy
 of round N with that checkpoint as its parent, so no existing checkpoint is ever overwritten.
+This module makes every new run id (`new_run_id`); fl_app.checkpoints checks them.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime, timezone
 
 import numpy as np
-from omegaconf import DictConfig
 
 from fl_app.checkpoints import (
     CheckpointCorrupt,
@@ -24,7 +25,7 @@ from fl_app.checkpoints import (
     checkpoint_path,
 )
 from fl_app.decoder.spec import DecoderSpec
-from fl_app.federation.config import new_run_id
+from fl_app.federation.run_config import RunConfig
 from fl_app.federation.strategies import STATE_FILE
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,6 @@ class ResumePoint:
     run_id: str
     round: int
     arrays: dict[str, np.ndarray]
-    manifest: dict[str, Any]
     strategy_state: bytes | None
 
     @property
@@ -74,22 +74,26 @@ def load_resume_point(
         )
     return ResumePoint(
         run_id=ckpt.run_id,
-        round=int(ckpt.round),
+        round=ckpt.round,
         arrays=dict(ckpt.tensors),
-        manifest=ckpt.manifest,
         strategy_state=ckpt.extra.get(STATE_FILE),
     )
 
 
-def choose_run_id(cfg: DictConfig, store: CheckpointStore, resume: ResumePoint | None) -> str:
+def new_run_id(strategy: str) -> str:
+    """A fresh run id: ``<UTC time>-<strategy>-<random>``."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{strategy}-{secrets.token_hex(3)}"
+
+
+def choose_run_id(cfg: RunConfig, store: CheckpointStore, resume: ResumePoint | None) -> str:
     """The id this run writes under (see the module docstring); refuses to overwrite rounds."""
-    explicit = cfg.get("run_id")
-    if explicit:
-        run_id = str(explicit)
+    if cfg.run_id:
+        run_id = cfg.run_id
     elif resume is not None and _is_newest(store, resume):
         run_id = resume.run_id
     else:
-        return new_run_id(str(cfg.strategy.name))  # fresh and random: nothing to overwrite
+        return new_run_id(cfg.strategy.name)  # fresh and random: nothing to overwrite
     start = resume.round if resume is not None else -1
     try:
         existing = store.list_rounds(run_id)

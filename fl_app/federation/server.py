@@ -6,8 +6,9 @@ evaluate steps, `RoundRecorder` (the strategy's `evaluate_fn`, also called for r
 
 1. evaluates the global model centrally on held-out synthetic users (top-1, top-4, MRR, loss);
 2. writes a checkpoint through `ResilientCheckpointWriter` (tensors, FedAdam state, manifest);
-3. moves the release pointer if the round's top-1 is the best of the run so far (never a pinned
-   pointer; never for a round where fewer than `min_success_share` of the clients succeeded);
+3. moves the release pointer if the round's release metric (`evaluation.metric`, default top-1)
+   is the best of the run so far (never a pinned pointer; never for a round where fewer than
+   `min_success_share` of the clients succeeded);
 4. appends a JSON line to metrics.jsonl and prints one progress line.
 
 At the end it flushes pending checkpoint writes, plots metrics.jsonl and prints a summary,
@@ -28,7 +29,6 @@ from typing import Any
 import torch
 from flwr.app import ArrayRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
-from omegaconf import DictConfig
 
 from fl_app.checkpoints import (
     CheckpointStore,
@@ -40,7 +40,7 @@ from fl_app.decoder.evaluation import score_model
 from fl_app.decoder.spec import DecoderSpec, load_arrays, model_arrays
 from fl_app.decoder.training import SwipeDataset
 from fl_app.federation import protocol as P
-from fl_app.federation.config import compose, decoder_spec, finalize, public_config
+from fl_app.federation.config import compose, finalize, public_config, run_overrides
 from fl_app.federation.data import heldout_swipes, spec_lexicon
 from fl_app.federation.metrics import (
     METRICS_FILE,
@@ -55,45 +55,53 @@ from fl_app.federation.resume import (
     choose_run_id,
     load_resume_point,
 )
+from fl_app.federation.run_config import (
+    CheckpointsConfig,
+    ReleaseMetric,
+    RunConfig,
+    S3Checkpoints,
+)
 from fl_app.federation.strategies import (
     STATE_FILE,
+    RoundBookkeeping,
     RoundLedger,
     build_strategy,
+    has_server_state,
     restore_state,
     save_state,
 )
 
 log = logging.getLogger(__name__)
 
-RELEASE_METRIC = "top1"
+METRIC_LABELS: dict[ReleaseMetric, str] = {"top1": "top-1", "top4": "top-4", "mrr": "MRR"}
 
 
-def make_store(cfg: DictConfig) -> CheckpointStore:
-    """The checkpoint store of `cfg.store` (S3 endpoint and credentials from the environment)."""
-    s = cfg.store
-    if s.kind == "s3":
+def make_store(checkpoints: CheckpointsConfig) -> CheckpointStore:
+    """The checkpoint store of `checkpoints` (S3 endpoint and credentials from the environment)."""
+    where = checkpoints.location
+    if isinstance(where, S3Checkpoints):
         return store_from_config(
             "s3",
-            prefix=str(s.get("prefix") or ""),
-            connect_timeout=float(s.connect_timeout),
-            read_timeout=float(s.read_timeout),
-            max_attempts=int(s.max_attempts),
-            max_retry_s=float(s.max_retry_s),
+            prefix=where.prefix,
+            connect_timeout=where.connect_timeout,
+            read_timeout=where.read_timeout,
+            max_attempts=where.max_attempts,
+            max_retry_s=where.max_retry_s,
         )
-    return store_from_config("local", root=str(s.root), prefix=str(s.get("prefix") or ""))
+    return store_from_config("local", root=where.root, prefix=where.prefix)
 
 
 class CentralEvaluator:
     """Top-1/top-4/MRR and CTC loss of a model on held-out synthetic users' swipes."""
 
-    def __init__(self, spec: DecoderSpec, cfg: DictConfig) -> None:
+    def __init__(self, spec: DecoderSpec, cfg: RunConfig) -> None:
         ev = cfg.evaluation
         self.swipes = heldout_swipes(
             spec,
-            seed=int(cfg.data.seed) + int(ev.seed_offset),
-            users=int(ev.users),
-            per_user=int(ev.swipes_per_user),
-            regime=str(cfg.data.regime),
+            seed=cfg.data.seed + ev.seed_offset,
+            users=ev.users,
+            per_user=ev.swipes_per_user,
+            regime=cfg.data.regime,
         )
         self.data = SwipeDataset.from_swipes(self.swipes, spec.features)
         self.model = spec.build_model(device=torch.device("cpu"))
@@ -112,6 +120,7 @@ class RunSummary:
     run_id: str
     store: str
     outputs: Path
+    metric: ReleaseMetric  # evaluation.metric: what the release and `best_round` compare
     rounds: list[int] = field(default_factory=list)
     released: list[int] = field(default_factory=list)
     rejected: list[int] = field(default_factory=list)
@@ -124,7 +133,9 @@ class RunSummary:
     def metrics_path(self) -> Path:
         return self.outputs / METRICS_FILE
 
-    def best_round(self, key: str = RELEASE_METRIC) -> int | None:
+    def best_round(self) -> int | None:
+        """The first round with the best release metric (the round a release would name)."""
+        key = self.metric
         scored = [r for r in self.records if isinstance(r["central"].get(key), float)]
         return max(scored, key=lambda r: r["central"][key])["round"] if scored else None
 
@@ -134,10 +145,10 @@ class RoundRecorder:
 
     def __init__(
         self,
-        cfg: DictConfig,
+        cfg: RunConfig,
         spec: DecoderSpec,
         ledger: RoundLedger,
-        strategy: Any,
+        strategy: RoundBookkeeping,
         writer: ResilientCheckpointWriter,
         evaluator: Callable[[dict[str, Any]], dict[str, float]],
         summary: RunSummary,
@@ -150,7 +161,7 @@ class RoundRecorder:
         self.run_id = summary.run_id
         self.config = public_config(cfg)
         self.lexicon_id = spec_lexicon(spec).lexicon_id
-        self.num_rounds = ledger.offset + int(cfg.federation.num_rounds)
+        self.num_rounds = ledger.offset + cfg.federation.num_rounds
         self.parent: str | None = resume.path if resume is not None else None
         self.t_last = time.perf_counter()
 
@@ -190,7 +201,7 @@ class RoundRecorder:
             manifest = {
                 "decoder": self.spec.to_manifest(),
                 "lexicon_id": self.lexicon_id,
-                "strategy": str(self.cfg.strategy.name),
+                "strategy": self.cfg.strategy.name,
                 "config": self.config,
                 "metrics": metrics,
                 "parent": self.parent,
@@ -217,7 +228,9 @@ class RoundRecorder:
             for reason in outcome.errors[:3]:
                 self.echo(f"  client error: {reason}")
         else:
-            released = self.writer.auto_release(self.run_id, rnd, metrics, RELEASE_METRIC)
+            released = self.writer.auto_release(
+                self.run_id, rnd, metrics, self.cfg.evaluation.metric
+            )
             if released:
                 self.summary.released.append(rnd)
             elif released is None:
@@ -257,68 +270,62 @@ def _echo(line: str) -> None:
 
 def run_federation(
     grid: Grid,
-    cfg: DictConfig,
+    cfg: RunConfig,
     *,
     outputs_dir: str | Path | None = None,
     echo: Callable[[str], None] = _echo,
 ) -> RunSummary:
     """Run the federation described by `cfg` on `grid` (see the module docstring)."""
-    cfg = finalize(cfg)
-    random.seed(int(cfg.train.seed))  # Flower samples nodes with the `random` module
-    torch.manual_seed(int(cfg.train.seed))
-    spec = decoder_spec(cfg)
-    store = make_store(cfg)
+    random.seed(cfg.train.seed)  # Flower samples nodes with the `random` module
+    torch.manual_seed(cfg.train.seed)
+    spec = cfg.decoder
+    store = make_store(cfg.checkpoints)
 
     resume = None
-    if cfg.resume.get("run_id"):
-        rnd = cfg.resume.get("round")
-        resume = load_resume_point(
-            store, str(cfg.resume.run_id), None if rnd is None else int(rnd), spec
-        )
+    if cfg.resume.run_id is not None:
+        resume = load_resume_point(store, cfg.resume.run_id, cfg.resume.round, spec)
     run_id = choose_run_id(cfg, store, resume)
-    cfg.run_id = run_id
-    outputs = Path(outputs_dir) if outputs_dir is not None else Path(cfg.paths.outputs) / run_id
-    summary = RunSummary(run_id=run_id, store=store.describe(), outputs=outputs)
+    cfg = cfg.with_run_id(run_id)
+    outputs = Path(outputs_dir) if outputs_dir is not None else cfg.paths.outputs / run_id
+    summary = RunSummary(
+        run_id=run_id, store=store.describe(), outputs=outputs, metric=cfg.evaluation.metric
+    )
 
     ledger = RoundLedger(
         offset=resume.round if resume is not None else 0,
-        min_success_share=float(cfg.federation.min_success_share),
+        min_success_share=cfg.federation.min_success_share,
     )
     strategy = build_strategy(cfg, ledger)
+    name = cfg.strategy.name
     if resume is not None and resume.strategy_state is not None:
-        if hasattr(strategy, "m_t"):
+        if has_server_state(strategy):
             restore_state(strategy, resume.strategy_state)
-            echo(f"restored {cfg.strategy.name} server state from {resume.path}/{STATE_FILE}")
+            echo(f"restored {name} server state from {resume.path}/{STATE_FILE}")
         else:
-            echo(f"note: {resume.path} has server-side state that {cfg.strategy.name} does not use")
-    elif resume is not None and hasattr(strategy, "m_t"):
-        echo(
-            f"note: {resume.path} has no server state; {cfg.strategy.name} starts its moments at 0"
-        )
+            echo(f"note: {resume.path} has server-side state that {name} does not use")
+    elif resume is not None and has_server_state(strategy):
+        echo(f"note: {resume.path} has no server state; {name} starts its moments at 0")
 
-    model = spec.build_model(seed=int(cfg.train.seed), device=torch.device("cpu"))
+    model = spec.build_model(seed=cfg.train.seed, device=torch.device("cpu"))
     if resume is not None:
         load_arrays(model, resume.arrays)
     writer = ResilientCheckpointWriter(
-        store,
-        max_wait_s=float(cfg.checkpoints.max_wait_s),
-        spool_dir=cfg.checkpoints.get("spool_dir") or None,
+        store, max_wait_s=cfg.checkpoints.max_wait_s, spool_dir=cfg.checkpoints.spool_dir
     )
     start = f"from {resume.path}" if resume is not None else "from a fresh model"
     echo(
-        f"run {run_id}: strategy {cfg.strategy.name}, {cfg.federation.num_rounds} round(s) "
+        f"run {run_id}: strategy {name}, {cfg.federation.num_rounds} round(s) "
         f"{start}; checkpoints -> {store.describe()}; metrics -> {outputs}"
     )
     recorder = RoundRecorder(
         cfg, spec, ledger, strategy, writer, CentralEvaluator(spec, cfg), summary, resume, echo
     )
-    config = P.round_config(cfg)
     strategy.start(
         grid=grid,
         initial_arrays=P.to_record(model_arrays(model)),
-        num_rounds=int(cfg.federation.num_rounds),
-        timeout=float(cfg.federation.round_timeout_s),
-        train_config=config,
+        num_rounds=cfg.federation.num_rounds,
+        timeout=cfg.federation.round_timeout_s,
+        train_config=P.round_config(cfg),
         evaluate_config=P.round_config(cfg),
         evaluate_fn=recorder,
     )
@@ -327,12 +334,12 @@ def run_federation(
 
 
 def _finish(
-    cfg: DictConfig,
+    cfg: RunConfig,
     writer: ResilientCheckpointWriter,
     summary: RunSummary,
     echo: Callable[[str], None],
 ) -> None:
-    flushed = writer.flush(float(cfg.checkpoints.flush_s))
+    flushed = writer.flush(cfg.checkpoints.flush_s)
     summary.not_stored = writer.pending()
     summary.failed_writes = writer.failed()
     try:
@@ -347,7 +354,8 @@ def _finish(
     best = summary.best_round()
     echo(
         f"run {summary.run_id} finished: rounds {summary.rounds[0]}..{summary.rounds[-1]}, "
-        f"best centralized top-1 at round {best}; released rounds {summary.released or 'none'}"
+        f"best centralized {METRIC_LABELS[summary.metric]} at round {best}; "
+        f"released rounds {summary.released or 'none'}"
         + (
             f"; rounds without release (too few clients): {summary.rejected}"
             if summary.rejected
@@ -363,23 +371,22 @@ def _finish(
 
 
 def make_server_app(
-    cfg: DictConfig | None = None,
+    cfg: RunConfig | None = None,
     *,
     conf_dir: str | Path | None = None,
     outputs_dir: str | Path | None = None,
     on_summary: Callable[[RunSummary], None] | None = None,
     echo: Callable[[str], None] = _echo,
 ) -> ServerApp:
-    """The ServerApp. Without `cfg` it composes conf/ with the run config's `overrides`."""
+    """The ServerApp. Without `cfg` it composes conf/ with the Flower run config's overrides."""
     app = ServerApp()
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
-        run_cfg = cfg
-        if run_cfg is None:
-            overrides = str(context.run_config.get("overrides", "") or "")
-            run_cfg = compose(overrides, config_dir=conf_dir)
         try:
+            run_cfg = cfg
+            if run_cfg is None:
+                run_cfg = finalize(compose(run_overrides(context.run_config), config_dir=conf_dir))
             summary = run_federation(grid, run_cfg, outputs_dir=outputs_dir, echo=echo)
         except Exception as exc:
             print(f"federation failed: {exc}", file=sys.stderr, flush=True)

@@ -25,11 +25,17 @@ import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAdam, FedAvg, FedProx
-from omegaconf import DictConfig
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
 from fl_app.decoder.training import cosine_factor
+from fl_app.federation.run_config import (
+    FedAdamConfig,
+    FedAvgConfig,
+    FedProxConfig,
+    LrSchedule,
+    RunConfig,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +67,6 @@ class RoundLedger:
     min_success_share: float = 0.5
     train: dict[int, TrainOutcome] = field(default_factory=dict)
     federated_eval: dict[int, dict[str, float]] = field(default_factory=dict)
-    eval_counts: dict[int, tuple[int, int]] = field(default_factory=dict)
 
     def global_round(self, flower_round: int) -> int:
         return int(flower_round) + self.offset
@@ -73,12 +78,24 @@ def _metrics(record: MetricRecord | None) -> dict[str, float]:
     return {k: float(v) for k, v in record.items() if isinstance(v, int | float)}
 
 
-class RoundBookkeeping:
-    """Mixin placed before a Flower strategy class; see the module docstring."""
+class RoundBookkeeping(FedAvg):
+    """Placed before a Flower strategy class (FedAvg or a subclass); see the module docstring.
 
-    ledger: RoundLedger
-    lr_schedule: str = "constant"  # train.lr_schedule
-    num_rounds: int = 1  # this run's rounds (federation.num_rounds)
+    Its own settings are keyword arguments; the rest go to the Flower strategy's constructor.
+    """
+
+    def __init__(
+        self,
+        *,
+        ledger: RoundLedger,
+        lr_schedule: LrSchedule,  # train.lr_schedule
+        num_rounds: int,  # this run's rounds (federation.num_rounds)
+        **flower_settings: Any,
+    ) -> None:
+        super().__init__(**flower_settings)
+        self.ledger = ledger
+        self.lr_schedule = lr_schedule
+        self.num_rounds = num_rounds
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
@@ -87,7 +104,7 @@ class RoundBookkeeping:
         if self.lr_schedule == "cosine":  # over this run's rounds, so a resumed run decays anew
             factor = cosine_factor((server_round - 1) / max(1, self.num_rounds - 1))
             config = ConfigRecord({**dict(config), "lr": float(config["lr"]) * factor})
-        messages = list(super().configure_train(rnd, arrays, config, grid))  # type: ignore[misc]
+        messages = list(super().configure_train(rnd, arrays, config, grid))
         self.ledger.train[rnd] = TrainOutcome(round=rnd, sampled=len(messages))
         return messages
 
@@ -111,7 +128,7 @@ class RoundBookkeeping:
             )
             outcome.accepted = False
             return None, None
-        arrays, metrics = super().aggregate_train(rnd, replies)  # type: ignore[misc]
+        arrays, metrics = super().aggregate_train(rnd, replies)
         outcome.accepted = arrays is not None
         outcome.metrics = _metrics(metrics)
         return arrays, metrics
@@ -120,16 +137,13 @@ class RoundBookkeeping:
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         rnd = self.ledger.global_round(server_round)
-        return super().configure_evaluate(rnd, arrays, config, grid)  # type: ignore[misc]
+        return super().configure_evaluate(rnd, arrays, config, grid)
 
     def aggregate_evaluate(
         self, server_round: int, replies: Iterable[Message]
     ) -> MetricRecord | None:
         rnd = self.ledger.global_round(server_round)
-        replies = list(replies)
-        ok = sum(not m.has_error() for m in replies)
-        self.ledger.eval_counts[rnd] = (ok, len(replies) - ok)
-        metrics = super().aggregate_evaluate(rnd, replies)  # type: ignore[misc]
+        metrics = super().aggregate_evaluate(rnd, replies)
         self.ledger.federated_eval[rnd] = _metrics(metrics)
         return metrics
 
@@ -146,38 +160,38 @@ class SwipeFedAdam(RoundBookkeeping, FedAdam):
     pass
 
 
-def build_strategy(cfg: DictConfig, ledger: RoundLedger) -> FedAvg:
-    """The strategy named by `cfg.strategy.name`, wired to `ledger`."""
+def build_strategy(cfg: RunConfig, ledger: RoundLedger) -> RoundBookkeeping:
+    """The strategy of `cfg.strategy`, built with its settings and wired to `ledger`."""
     fed = cfg.federation
     common: dict[str, Any] = {
-        "fraction_train": float(fed.fraction_train),
-        "fraction_evaluate": float(fed.fraction_evaluate),
-        "min_train_nodes": int(fed.min_train_nodes),
-        "min_evaluate_nodes": int(fed.min_evaluate_nodes),
-        "min_available_nodes": int(fed.min_available_nodes),
+        "ledger": ledger,
+        "lr_schedule": cfg.train.lr_schedule,
+        "num_rounds": fed.num_rounds,
+        "fraction_train": fed.fraction_train,
+        "fraction_evaluate": fed.fraction_evaluate,
+        "min_train_nodes": fed.min_train_nodes,
+        "min_evaluate_nodes": fed.min_evaluate_nodes,
+        "min_available_nodes": fed.min_available_nodes,
     }
-    name = cfg.strategy.name
-    strategy: FedAvg
-    if name == "fedavg":
-        strategy = SwipeFedAvg(**common)
-    elif name == "fedprox":
-        strategy = SwipeFedProx(**common, proximal_mu=float(cfg.strategy.mu))
-    elif name == "fedadam":
-        s = cfg.strategy
-        strategy = SwipeFedAdam(
+    strategy = cfg.strategy
+    if isinstance(strategy, FedProxConfig):
+        return SwipeFedProx(**common, proximal_mu=strategy.mu)
+    if isinstance(strategy, FedAdamConfig):
+        return SwipeFedAdam(
             **common,
-            eta=float(s.eta),
-            eta_l=float(s.eta_l),
-            beta_1=float(s.beta_1),
-            beta_2=float(s.beta_2),
-            tau=float(s.tau),
+            eta=strategy.eta,
+            eta_l=strategy.eta_l,
+            beta_1=strategy.beta_1,
+            beta_2=strategy.beta_2,
+            tau=strategy.tau,
         )
-    else:  # validate() refuses other names first
-        raise ValueError(f"unknown strategy {name!r}")
-    strategy.ledger = ledger  # type: ignore[attr-defined]
-    strategy.lr_schedule = str(cfg.train.lr_schedule)  # type: ignore[attr-defined]
-    strategy.num_rounds = int(fed.num_rounds)  # type: ignore[attr-defined]
-    return strategy
+    assert isinstance(strategy, FedAvgConfig)
+    return SwipeFedAvg(**common)
+
+
+def has_server_state(strategy: FedAvg) -> bool:
+    """Whether the strategy keeps server-side optimizer state (FedAdam's moments)."""
+    return isinstance(strategy, FedAdam)
 
 
 def save_state(strategy: FedAvg) -> bytes | None:
@@ -192,11 +206,11 @@ def save_state(strategy: FedAvg) -> bytes | None:
 
 
 def restore_state(strategy: FedAvg, data: bytes) -> None:
-    """Put saved moments back into a FedOpt-family strategy."""
-    if not hasattr(strategy, "m_t"):
+    """Put saved moments back into a FedAdam strategy."""
+    if not isinstance(strategy, FedAdam):
         raise ValueError(f"{type(strategy).__name__} has no server-side state to restore")
     arrays = st_load(data)
     m_t = {k[2:]: v for k, v in arrays.items() if k.startswith("m/")}
     v_t = {k[2:]: v for k, v in arrays.items() if k.startswith("v/")}
-    strategy.m_t = m_t or None  # type: ignore[attr-defined]
-    strategy.v_t = v_t or None  # type: ignore[attr-defined]
+    strategy.m_t = m_t or None
+    strategy.v_t = v_t or None

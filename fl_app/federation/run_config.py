@@ -1,0 +1,307 @@
+"""The typed run config: every setting a run reads, checked once, so no module casts.
+
+`config.finalize` composes and resolves `conf/` into plain data (what every manifest records,
+verbatim) and reads it into these frozen dataclasses with `read_run_config`. The server, the
+strategies, the protocol, the data helpers and the benchmarks read attributes of the right type.
+
+Why frozen dataclasses and not Hydra structured configs: manifests must keep the composed values
+exactly as today (an override `train.epochs=1` stays the integer 1 there); groups whose options
+differ in shape (`strategy`, `checkpoints`) are tagged unions, which OmegaConf schemas cannot
+express; and a hand-added key (a misplaced secret) must still compose, so that redaction rather
+than composition deals with it. Reading the plain data once gives all three.
+
+Adding a choice: one dataclass per option, a union type, and one branch in its reader keyed on
+the group's discriminating key (`strategy.name`, `checkpoints.kind`). `data=stores`, `init=`,
+`aggregation=` or `evaluation.source` slot in the same way; a `match` on the union shows every
+reader which options exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal, get_args
+
+from fl_app.decoder.spec import DecoderSpec
+from fl_app.federation.fields import Fields
+
+LrSchedule = Literal["constant", "cosine"]
+ReleaseMetric = Literal["top1", "top4", "mrr"]
+Regime = Literal["train", "shifted"]
+LR_SCHEDULES: tuple[LrSchedule, ...] = get_args(LrSchedule)
+RELEASE_METRICS: tuple[ReleaseMetric, ...] = get_args(ReleaseMetric)
+REGIMES: tuple[Regime, ...] = get_args(Regime)
+
+
+class ConfigError(ValueError):
+    """The composed configuration is unusable (the message names the key)."""
+
+
+@dataclass(frozen=True)
+class PathsConfig:
+    root: Path  # absolute: relative paths of the config resolve against it
+    outputs: Path  # per-run metrics.jsonl and plot.png: <outputs>/<run_id>/
+
+
+@dataclass(frozen=True)
+class FedAvgConfig:
+    name: ClassVar[str] = "fedavg"
+
+
+@dataclass(frozen=True)
+class FedProxConfig:
+    name: ClassVar[str] = "fedprox"
+    mu: float  # clients add mu/2 * ||w - w_global||^2 to their loss
+
+
+@dataclass(frozen=True)
+class FedAdamConfig:
+    name: ClassVar[str] = "fedadam"
+    eta: float
+    eta_l: float
+    beta_1: float
+    beta_2: float
+    tau: float
+
+
+StrategyConfig = FedAvgConfig | FedProxConfig | FedAdamConfig
+STRATEGIES = (FedAvgConfig.name, FedProxConfig.name, FedAdamConfig.name)
+
+
+@dataclass(frozen=True)
+class FederationConfig:
+    num_rounds: int
+    fraction_train: float
+    fraction_evaluate: float
+    min_train_nodes: int
+    min_evaluate_nodes: int
+    min_available_nodes: int
+    min_success_share: float  # fewer successful sampled clients: no update, no release
+    round_timeout_s: float
+
+
+@dataclass(frozen=True)
+class ClientTraining:
+    """`train.*`: the local training settings sent to the clients every round."""
+
+    epochs: float
+    lr: float
+    lr_schedule: LrSchedule
+    batch_size: int
+    weight_decay: float
+    grad_clip: float
+    min_swipes: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    users: int
+    swipes_per_user: int
+    seed_offset: int  # held-out user seeds: data.seed + seed_offset + i
+    metric: ReleaseMetric  # the release metric (higher is better)
+    client_max_swipes: int
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """`data=synthetic`: simulated node p trains on synthetic user `seed + p`."""
+
+    language: str
+    lexicon_size: int
+    seed: int
+    swipes_per_user: int
+    regime: Regime
+    heldout_fraction: float
+    cache_dir: Path  # absolute
+
+
+@dataclass(frozen=True)
+class ResumeConfig:
+    run_id: str | None
+    round: int | None
+
+
+@dataclass(frozen=True)
+class LocalCheckpoints:
+    kind: ClassVar[str] = "local"
+    root: Path  # absolute
+    prefix: str
+
+
+@dataclass(frozen=True)
+class S3Checkpoints:
+    """Endpoint, bucket and credentials come from the environment only (SWIPEFL_S3_*)."""
+
+    kind: ClassVar[str] = "s3"
+    prefix: str
+    connect_timeout: float
+    read_timeout: float
+    max_attempts: int
+    max_retry_s: float
+
+
+CheckpointLocation = LocalCheckpoints | S3Checkpoints
+CHECKPOINT_KINDS = (LocalCheckpoints.kind, S3Checkpoints.kind)
+
+
+@dataclass(frozen=True)
+class CheckpointsConfig:
+    location: CheckpointLocation
+    max_wait_s: float  # how long one save may wait before the checkpoint stays pending
+    flush_s: float  # at the end of the run, how long to retry pending writes
+    spool_dir: Path | None
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    num_supernodes: int
+    client_cpus: float
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One run's settings; `resolved` is the plain data they were read from (for manifests)."""
+
+    run_id: str | None
+    paths: PathsConfig
+    decoder: DecoderSpec  # the model group with data.language and data.lexicon_size
+    strategy: StrategyConfig
+    federation: FederationConfig
+    train: ClientTraining
+    evaluation: EvaluationConfig
+    data: DataConfig
+    resume: ResumeConfig
+    checkpoints: CheckpointsConfig
+    simulation: SimulationConfig
+    resolved: dict[str, Any] = field(repr=False, compare=False)
+
+    def with_run_id(self, run_id: str) -> RunConfig:
+        """The same run under `run_id` (the resolved data, and so the manifests, say so too)."""
+        return read_run_config({**self.resolved, "run_id": run_id})
+
+
+def read_run_config(plain: dict[str, Any]) -> RunConfig:
+    """Read resolved plain config data into a `RunConfig` (ConfigError names a bad key)."""
+    top = Fields(plain, error=ConfigError)
+    data = _data(top.section("data"))
+    paths, resume, simulation = (
+        top.section("paths"),
+        top.section("resume"),
+        top.section("simulation"),
+    )
+    return RunConfig(
+        run_id=top.optional_text("run_id"),
+        paths=PathsConfig(root=paths.path("root"), outputs=paths.path("outputs")),
+        decoder=_decoder(top.section("model"), data),
+        strategy=_strategy(top.section("strategy")),
+        federation=_federation(top.section("federation")),
+        train=_train(top.section("train")),
+        evaluation=_evaluation(top.section("evaluation")),
+        data=data,
+        resume=ResumeConfig(
+            run_id=resume.optional_text("run_id"), round=resume.optional_integer("round")
+        ),
+        checkpoints=_checkpoints(top.section("checkpoints")),
+        simulation=SimulationConfig(
+            num_supernodes=simulation.integer("num_supernodes"),
+            client_cpus=simulation.number("client_cpus"),
+        ),
+        resolved=plain,
+    )
+
+
+def _decoder(model: Fields, data: DataConfig) -> DecoderSpec:
+    return DecoderSpec(
+        language=data.language,
+        lexicon_size=data.lexicon_size,
+        conv_channels=model.integer("conv_channels"),
+        hidden=model.integer("hidden"),
+        gru_layers=model.integer("gru_layers"),
+        dropout=model.number("dropout"),
+    )
+
+
+def _strategy(s: Fields) -> StrategyConfig:
+    name = s.choice("name", STRATEGIES)
+    if name == FedProxConfig.name:
+        return FedProxConfig(mu=s.number("mu"))
+    if name == FedAdamConfig.name:
+        return FedAdamConfig(
+            eta=s.number("eta"),
+            eta_l=s.number("eta_l"),
+            beta_1=s.number("beta_1"),
+            beta_2=s.number("beta_2"),
+            tau=s.number("tau"),
+        )
+    return FedAvgConfig()
+
+
+def _federation(f: Fields) -> FederationConfig:
+    return FederationConfig(
+        num_rounds=f.integer("num_rounds"),
+        fraction_train=f.number("fraction_train"),
+        fraction_evaluate=f.number("fraction_evaluate"),
+        min_train_nodes=f.integer("min_train_nodes"),
+        min_evaluate_nodes=f.integer("min_evaluate_nodes"),
+        min_available_nodes=f.integer("min_available_nodes"),
+        min_success_share=f.number("min_success_share"),
+        round_timeout_s=f.number("round_timeout_s"),
+    )
+
+
+def _train(t: Fields) -> ClientTraining:
+    return ClientTraining(
+        epochs=t.number("epochs"),
+        lr=t.number("lr"),
+        lr_schedule=t.choice("lr_schedule", LR_SCHEDULES),
+        batch_size=t.integer("batch_size"),
+        weight_decay=t.number("weight_decay"),
+        grad_clip=t.number("grad_clip"),
+        min_swipes=t.integer("min_swipes"),
+        seed=t.integer("seed"),
+    )
+
+
+def _evaluation(e: Fields) -> EvaluationConfig:
+    return EvaluationConfig(
+        users=e.integer("users"),
+        swipes_per_user=e.integer("swipes_per_user"),
+        seed_offset=e.integer("seed_offset"),
+        metric=e.choice("metric", RELEASE_METRICS),
+        client_max_swipes=e.integer("client_max_swipes"),
+    )
+
+
+def _data(d: Fields) -> DataConfig:
+    return DataConfig(
+        language=d.text("language"),
+        lexicon_size=d.integer("lexicon_size"),
+        seed=d.integer("seed"),
+        swipes_per_user=d.integer("swipes_per_user"),
+        regime=d.choice("regime", REGIMES),
+        heldout_fraction=d.number("heldout_fraction"),
+        cache_dir=d.path("cache_dir"),
+    )
+
+
+def _checkpoints(c: Fields) -> CheckpointsConfig:
+    kind = c.choice("kind", CHECKPOINT_KINDS)
+    prefix = c.optional_text("prefix") or ""
+    location: CheckpointLocation
+    if kind == S3Checkpoints.kind:
+        location = S3Checkpoints(
+            prefix=prefix,
+            connect_timeout=c.number("connect_timeout"),
+            read_timeout=c.number("read_timeout"),
+            max_attempts=c.integer("max_attempts"),
+            max_retry_s=c.number("max_retry_s"),
+        )
+    else:
+        location = LocalCheckpoints(root=c.path("root"), prefix=prefix)
+    return CheckpointsConfig(
+        location=location,
+        max_wait_s=c.number("max_wait_s"),
+        flush_s=c.number("flush_s"),
+        spool_dir=c.optional_path("spool_dir"),
+    )
