@@ -59,7 +59,7 @@ def test_layout_keeps_secrets_out_of_the_state_and_commands(deployment_factory):
     assert sidecar["SWIPEFL_API_TOKEN"] == secrets["sidecar_tokens"]["device-1"]
 
     items = dep.run_overrides(["federation.num_rounds=1", "run_id=mine", "paths.outputs=/a b"])
-    assert items[0] == "experiment=deploy" and "store=s3" in items
+    assert items[0] == "experiment=deploy" and "checkpoints=s3" in items
     assert "federation.min_available_nodes=3" in items
     assert [i for i in items if i.startswith("run_id=")][-1] == "run_id=mine"  # the caller wins
     with pytest.raises(Exception, match="single quotes"):

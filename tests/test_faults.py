@@ -24,7 +24,11 @@ from fl_app.synthetic.users import make_user
 pytestmark = pytest.mark.slow
 
 # Quick to give up on a dead S3 server; the end-of-run flush waits long enough for a restart.
-FAST_S3 = ["store.max_attempts=2", "store.max_retry_s=2", "checkpoints.max_wait_s=2"]
+FAST_S3 = [
+    "checkpoints.max_attempts=2",
+    "checkpoints.max_retry_s=2",
+    "checkpoints.max_wait_s=2",
+]
 
 
 def fill(dep, devices, n: int = 110) -> None:

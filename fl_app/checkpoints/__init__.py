@@ -39,7 +39,7 @@ STORE_KINDS = ("local", "s3")
 def store_from_config(
     kind: str = "local", root: str | os.PathLike[str] | None = None, prefix: str = "", **s3_kwargs
 ) -> CheckpointStore:
-    """A store from a config's ``store`` group.
+    """A store from a run config's ``checkpoints`` section.
 
     ``local``: a ``LocalDirBackend`` at ``root`` (default ``./checkpoints``), ``prefix`` a
     subdirectory. ``s3``: ``S3Backend.from_env()`` (``root`` is ignored), ``prefix`` joined under

@@ -7,6 +7,8 @@ key names a file under a local directory and an object under a bucket (and optio
 from __future__ import annotations
 
 import re
+import secrets
+from datetime import datetime, timezone
 from typing import Protocol, runtime_checkable
 
 from .errors import CheckpointError
@@ -83,3 +85,10 @@ def normalize_prefix(prefix: str | None) -> str:
         return ""
     check_key(prefix)
     return prefix + "/"
+
+
+def new_run_id(tag: str) -> str:
+    """A fresh run id, ``<UTC time>-<tag>-<random>`` (tag: the strategy, or ``deploy``), valid
+    by `check_run_id`: the one place run ids are made."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return check_run_id(f"{stamp}-{tag}-{secrets.token_hex(3)}")

@@ -330,7 +330,7 @@ class S3Backend:
     def _name(self, key: str) -> str:
         return self.prefix + check_key(key)
 
-    def _ensure_bucket(self) -> None:
+    def ensure_bucket(self) -> None:
         if self._bucket_ready:
             return
 
@@ -353,7 +353,7 @@ class S3Backend:
 
     def put_bytes(self, key: str, data: bytes) -> None:
         name = self._name(key)
-        self._ensure_bucket()
+        self.ensure_bucket()
         data = bytes(data)
 
         def put() -> None:

@@ -239,7 +239,7 @@ def _create_bucket(layout: Layout, deadline: float) -> None:
     backend = layout.s3_backend("server", create_bucket=True, max_attempts=1)
     while True:
         try:
-            backend._ensure_bucket()  # the S3 backend's own create-if-missing
+            backend.ensure_bucket()
             return
         except CheckpointError as exc:
             if time.monotonic() >= deadline:

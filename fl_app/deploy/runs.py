@@ -8,15 +8,15 @@ says whether it completed.
 from __future__ import annotations
 
 import json
-import secrets
 import signal
 import subprocess
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from fl_app.checkpoints.base import new_run_id
 
 from . import tls
 from .errors import DeployError
@@ -102,9 +102,9 @@ def deployment_overrides(layout: Layout) -> list[str]:
         f"federation.min_train_nodes={settings.nodes}",
     ]
     if settings.store == "s3":
-        out.append("store=s3")
+        out.append("checkpoints=s3")
     else:
-        out += ["store=local", f"store.root={layout.checkpoints_dir}"]
+        out += ["checkpoints=local", f"checkpoints.root={layout.checkpoints_dir}"]
     return out
 
 
@@ -112,16 +112,11 @@ def run_overrides(
     layout: Layout, overrides: Iterable[str] = (), run_id: str | None = None
 ) -> list[str]:
     """The Hydra overrides of a run: the deployment's, then the caller's (which win)."""
-    out = [*deployment_overrides(layout), f"run_id={run_id or new_run_id()}", *overrides]
+    out = [*deployment_overrides(layout), f"run_id={run_id or new_run_id('deploy')}", *overrides]
     for item in out:
         if "'" in item:
             raise DeployError(f"overrides may not contain single quotes: {item}")
     return out
-
-
-def new_run_id() -> str:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    return f"deploy-{stamp}-{secrets.token_hex(3)}"
 
 
 def submit(

@@ -4,15 +4,13 @@
 numbers continue (the first new round is N+1). Resuming R's newest round continues in R itself;
 resuming an older round (or setting ``run_id``) starts a new run whose first checkpoint is a copy
 of round N with that checkpoint as its parent, so no existing checkpoint is ever overwritten.
-This module makes every new run id (`new_run_id`); fl_app.checkpoints checks them.
+New run ids come from `fl_app.checkpoints.base.new_run_id`, which also checks them.
 """
 
 from __future__ import annotations
 
 import logging
-import secrets
 from dataclasses import dataclass
-from datetime import datetime, timezone
 
 import numpy as np
 
@@ -24,6 +22,7 @@ from fl_app.checkpoints import (
     StoreUnavailable,
     checkpoint_path,
 )
+from fl_app.checkpoints.base import new_run_id
 from fl_app.decoder.spec import DecoderSpec
 from fl_app.federation.run_config import RunConfig
 from fl_app.federation.strategies import STATE_FILE
@@ -78,12 +77,6 @@ def load_resume_point(
         arrays=dict(ckpt.tensors),
         strategy_state=ckpt.extra.get(STATE_FILE),
     )
-
-
-def new_run_id(strategy: str) -> str:
-    """A fresh run id: ``<UTC time>-<strategy>-<random>``."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    return f"{stamp}-{strategy}-{secrets.token_hex(3)}"
 
 
 def choose_run_id(cfg: RunConfig, store: CheckpointStore, resume: ResumePoint | None) -> str:
