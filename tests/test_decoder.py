@@ -7,7 +7,9 @@ from fl_app.decoder.evaluation import evaluate_decoder
 from fl_app.decoder.keyboard import named_keyboard
 from fl_app.decoder.ranking import FusionWeights, LearnedDecoder
 from fl_app.decoder.template import TemplateDecoder
-from fl_app.synthetic.users import generate_trace, make_user, tidy_style
+from fl_app.synthetic.motion import generate_trace
+from fl_app.synthetic.style import tidy_style
+from fl_app.synthetic.users import make_user
 
 
 def clean_trace(word, keyboard, ms_per_key=150.0, step_ms=15.0):

@@ -19,7 +19,8 @@ from fl_app.decoder.lexicon import load_lexicon
 from fl_app.deploy.cli import main
 from fl_app.deploy.probes import free_ports
 from fl_app.deploy.processes import MARK_COMPONENT, MARK_ID, marked_processes, pid_alive
-from fl_app.swipes.store import SwipeStore, split_of
+from fl_app.swipes.format import split_of
+from fl_app.swipes.store import SwipeStore
 from fl_app.synthetic.users import make_user
 
 # -- layout and process control (seconds) ------------------------------------------------------

@@ -19,14 +19,8 @@ import pytest
 from fl_app.decoder import errors
 from fl_app.decoder.keyboard import keyboard_from_spec, named_keyboard
 from fl_app.decoder.swipe import Swipe
-from fl_app.swipes.store import (
-    SCHEMA_VERSION,
-    StoredSwipe,
-    StoreError,
-    StoreSchemaError,
-    SwipeStore,
-    split_of,
-)
+from fl_app.swipes.format import SCHEMA_VERSION, StoredSwipe, split_of
+from fl_app.swipes.store import StoreError, StoreSchemaError, SwipeStore
 
 KB = named_keyboard("qwerty-en", 375, 217)
 ROOT = Path(__file__).resolve().parents[1]
@@ -225,7 +219,7 @@ def test_split_is_stable_and_about_the_right_fraction(tmp_path):
     with SwipeStore(path, heldout_fraction=0.3) as wider:
         assert set(held) <= {r.id for r in wider.iter_swipes(split="heldout")}
     # The split is a pure function of the id, the same in a fresh interpreter.
-    code = "from fl_app.swipes.store import split_of; print([i for i in range(1, 1001) if split_of(i, 0.1) == 'heldout'])"
+    code = "from fl_app.swipes.format import split_of; print([i for i in range(1, 1001) if split_of(i, 0.1) == 'heldout'])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == str(held)
 

@@ -7,20 +7,21 @@ import pytest
 from fl_app.decoder.keyboard import keyboard_from_spec, named_keyboard
 from fl_app.decoder.lexicon import Lexicon, load_lexicon
 from fl_app.decoder.swipe import Swipe
-from fl_app.synthetic.stats import CALIBRATED, compute_stats, within_real_iqr
-from fl_app.synthetic.users import (
-    SHIFTED_RANGES,
-    TRAIN_RANGES,
-    UserStyle,
+from fl_app.synthetic.motion import (
     eval_piecewise,
     generate_swipe,
     generate_trace,
-    make_user,
-    make_users,
     min_jerk_coefficients,
+)
+from fl_app.synthetic.stats import CALIBRATED, compute_stats, within_real_iqr
+from fl_app.synthetic.style import (
+    SHIFTED_RANGES,
+    TRAIN_RANGES,
+    UserStyle,
     sample_user_style,
     tidy_style,
 )
+from fl_app.synthetic.users import make_user, make_users
 
 KB = named_keyboard("qwerty-en", 375, 218)
 

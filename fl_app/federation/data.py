@@ -8,7 +8,6 @@ device's. Held-out users for centralized evaluation are never any node's user.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import secrets
 from functools import lru_cache
@@ -18,18 +17,17 @@ from fl_app.decoder.lexicon import Lexicon, load_lexicon
 from fl_app.decoder.spec import DecoderSpec
 from fl_app.decoder.swipe import Swipe
 from fl_app.swipes.store import SwipeStore
+from fl_app.synthetic import generator_digest
 
-# Cached stores are keyed by this and by a hash of the generator's source, so a changed
-# generator never serves stale swipes (old files are left behind; delete the cache to reclaim).
+# Cached stores are keyed by this and by a hash of the generator's source (all its modules, see
+# `fl_app.synthetic.generator_digest`), so a changed generator never serves stale swipes (old
+# files are left behind; delete the cache to reclaim).
 GENERATOR_VERSION = 1
 
 
 @lru_cache(maxsize=1)
 def generator_id() -> str:
-    import fl_app.synthetic.users
-
-    source = Path(fl_app.synthetic.users.__file__).read_bytes()
-    return f"g{GENERATOR_VERSION}-{hashlib.sha256(source).hexdigest()[:10]}"
+    return f"g{GENERATOR_VERSION}-{generator_digest()[:10]}"
 
 
 @lru_cache(maxsize=4)

@@ -17,7 +17,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from fl_app.checkpoints.store import to_jsonable
+from fl_app.checkpoints.format import to_jsonable
 
 METRICS_FILE = "metrics.jsonl"
 PLOT_FILE = "plot.png"

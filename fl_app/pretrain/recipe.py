@@ -43,6 +43,7 @@ from fl_app.decoder.training import (
 )
 from fl_app.decoder.tuning import tune_fusion
 from fl_app.pretrain.config import PretrainConfig
+from fl_app.synthetic import generator_digest
 from fl_app.synthetic.users import make_users
 
 SHIPPED = LexiconCondition(FULL_SIZE, False)
@@ -159,7 +160,7 @@ def run(cfg: PretrainConfig, log: Callable[[str], None] = print) -> dict[str, An
                 "users": cfg.data.synthetic_users,
                 "swipes": len(synthetic),
                 "seed": cfg.data.synthetic_seed,
-                "generator_sha256": _generator_digest(),
+                "generator_sha256": generator_digest(),
             },
         },
         "metrics": figures,
@@ -187,9 +188,3 @@ def _figures(spec, model, swipes, val, conditions, log) -> dict[str, dict[str, f
 
 def _limited(rows: list[RealSwipe], cfg: PretrainConfig) -> list[RealSwipe]:
     return stratified_sample(rows, cfg.eval_swipes, seed=cfg.seed) if cfg.eval_swipes else rows
-
-
-def _generator_digest() -> str:
-    import fl_app.synthetic.users as users
-
-    return file_digest(Path(users.__file__))

@@ -1,7 +1,8 @@
 """Statistics of labelled swipes, comparable with the measured real phone swipes.
 
-`REAL_STATS` embeds the table of REAL_SWIPES.md (shared beside the repository) (74,295 real swipes by 1,198
-people, a mobile web QWERTY keyboard): the generator's calibration target. `compute_stats`
+`REAL_STATS` embeds the table of REAL_SWIPES.md (74,295 real swipes by 1,198 people, a mobile
+web QWERTY keyboard), which is not in this repository but shared beside it
+(``../shared/REAL_SWIPES.md``): the generator's calibration target. `compute_stats`
 measures the same quantities on any labelled swipes (distances in key widths,
 kw = keyboard.key_width, in both axes; offsets are trace point minus the key centre of the
 first or last letter, y grows downwards), `compare_table` renders both side by side and
@@ -21,7 +22,7 @@ from fl_app.decoder.swipe import Swipe
 PERCENTILES = {"p5": 5, "p25": 25, "p50": 50, "p75": 75, "p95": 95}
 STAT_KEYS = (*PERCENTILES, "mean")
 
-# quantity -> label (and unit) as in REAL_SWIPES.md
+# quantity -> label (and unit) as in REAL_SWIPES.md (beside the repository, ../shared/)
 LABELS: dict[str, str] = {
     "points": "points per swipe",
     "duration_ms": "duration (ms)",
