@@ -59,7 +59,8 @@ from fl_app.federation.config import compose, finalize
 from fl_app.federation.data import ensure_synthetic_store, spec_lexicon
 from fl_app.federation.experiment import run_experiment
 from fl_app.federation.run_config import RunConfig
-from fl_app.federation.server import CentralEvaluator, make_store
+from fl_app.federation.evaluation import Evaluator, evaluation_swipes
+from fl_app.federation.server import make_store
 from fl_app.swipes.store import SwipeStore
 from fl_app.synthetic.centralized import user_swipes
 
@@ -106,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)  # server-side evaluation and the centralized baseline
     work = Path(tempfile.mkdtemp(prefix="swipefl-bench-"))
     overrides = [
+        "init=random",  # both arms from the same random weights (or --init pretrained)
         f"strategy={args.strategy}",
         f"simulation.num_supernodes={args.users}",
         f"federation.num_rounds={args.rounds}",
@@ -153,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     t1 = time.perf_counter()
     train(model, data, config)
     central_seconds = time.perf_counter() - t1
-    evaluator = CentralEvaluator(spec, cfg)
+    evaluator = Evaluator(spec, evaluation_swipes(cfg, spec))
     central = evaluator(model_arrays(model))
     final = final_comparison(args, overrides, spec, cfg, fed.run_id, fed_records, model)
     gap = final["gap"]
@@ -175,7 +177,7 @@ def final_comparison(args, overrides, spec, cfg, run_id, fed_records, model) -> 
     `--final-eval-users` held-out users: 500 swipes (the per-round evaluation) have a standard
     error of about 1.6 points, as much as the bar; 2,500 have 0.7."""
     big = finalize(compose([*overrides, f"evaluation.users={args.final_eval_users}"]))
-    evaluator = CentralEvaluator(spec, big)
+    evaluator = Evaluator(spec, evaluation_swipes(big, spec))
     store = make_store(cfg.checkpoints)
     rounds = [r for r in sorted(fed_records) if r > 0][-10:]
     fed = {r: evaluator(store.load(run_id, r).tensors)["top1"] for r in rounds}

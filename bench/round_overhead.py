@@ -91,6 +91,7 @@ def run_schedule(args, schedule: str, work: Path, cache: str) -> dict:
     cfg = finalize(
         compose(
             [
+                "init=random",
                 f"paths.root={root}",
                 f"data.cache_dir={cache}",
                 f"simulation.num_supernodes={args.users}",

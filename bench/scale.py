@@ -30,6 +30,7 @@ from report_header import report_header, write_report
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "scale.md"
 TINY = [
+    "init=random",
     "model.conv_channels=16",
     "model.hidden=16",
     "data.lexicon_size=1000",

@@ -20,6 +20,7 @@ from fl_app.swipes.store import SwipeStore
 client_app = make_client_app()  # what client_app.py exposes to Flower
 
 TINY = [
+    "init=random",
     "data.lexicon_size=1000",
     "model.hidden=16",
     "model.conv_channels=16",

@@ -116,7 +116,7 @@ def test_a_word_outside_the_alphabet_scores_impossible(small_trained, small_lexi
     swipe = test[0]
     logp = decoder.frame_log_probs([(swipe.points, swipe.keyboard)])[0]
     idx = np.array([decoder.lexicon.words.index("naïve"), decoder.lexicon.words.index("the")])
-    scores = decoder._ctc_scores(logp, idx)
+    scores = decoder.ctc_scores(logp, idx)
     assert scores[0] == IMPOSSIBLE
     assert IMPOSSIBLE < scores[1] < 0
 

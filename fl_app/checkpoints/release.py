@@ -166,12 +166,17 @@ class ReleaseMixin:
         server_round: int,
         metrics: dict[str, Any] | None = None,
         metric_key: str = "top1",
+        *,
+        must_beat: float | None = None,
     ) -> bool:
-        """Move the pointer to this round if its metric beats every earlier round of the run.
+        """Move the pointer to this round if its metric beats every earlier round of the run
+        and `must_beat`: the release it would replace, measured by the same evaluator (so a run
+        from random weights never replaces a better model that other runs released).
 
         Does nothing (returns False) when the pointer is pinned, the metric is missing or not a
-        finite number, an earlier round of the same run is as good or better, or the pointer
-        already names this round. ``metrics`` defaults to the metrics in the round's manifest.
+        finite number, an earlier round of the same run is as good or better, the metric does
+        not exceed `must_beat`, or the pointer already names this round. ``metrics`` defaults
+        to the metrics in the round's manifest.
         The checkpoint must be stored already (``CheckpointNotFound`` otherwise).
         """
         manifest = self.load_manifest(run_id, server_round)
@@ -185,6 +190,15 @@ class ReleaseMixin:
         if current is not None and current.get("pinned"):
             return False
         if _ref_key(current) == (run_id, server_round):
+            return False
+        if must_beat is not None and not value > must_beat:
+            log.info(
+                "auto release: %s %s=%.4f does not beat the current release's %.4f",
+                manifest["path"],
+                metric_key,
+                value,
+                must_beat,
+            )
             return False
         for earlier in self.list_rounds(run_id):
             if earlier >= server_round:

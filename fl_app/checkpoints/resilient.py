@@ -37,6 +37,7 @@ class _Op:
     prepared: PreparedCheckpoint | None = None
     metrics: dict[str, Any] | None = None
     metric_key: str = "top1"
+    must_beat: float | None = None
     since: str = field(default_factory=utc_now)
     attempts: int = 0
     last_error: str | None = None
@@ -120,6 +121,7 @@ class ResilientCheckpointWriter:
         server_round: int,
         metrics: dict[str, Any] | None = None,
         metric_key: str = "top1",
+        must_beat: float | None = None,
     ) -> bool | None:
         """``CheckpointStore.auto_release``, queued behind pending checkpoints.
 
@@ -131,6 +133,7 @@ class ResilientCheckpointWriter:
             server_round,
             metrics=dict(metrics) if metrics is not None else None,
             metric_key=metric_key,
+            must_beat=must_beat,
         )
         with self._lock:
             self._queue.append(op)
@@ -268,7 +271,9 @@ class ResilientCheckpointWriter:
                 except CheckpointError as exc:
                     log.warning("could not remove spooled copy of %s: %s", ref.path, exc)
             return ref
-        return self.store.auto_release(op.run_id, op.round, op.metrics, op.metric_key)
+        return self.store.auto_release(
+            op.run_id, op.round, op.metrics, op.metric_key, must_beat=op.must_beat
+        )
 
     def _spool_op(self, op: _Op) -> None:
         if self._spool is None or op.spooled or op.prepared is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +47,7 @@ class Lexicon:
         p = self.freqs / self.freqs.sum()
         return np.log(np.maximum(p, 1e-12))
 
-    @property
+    @cached_property
     def lexicon_id(self) -> str:
         """Identifies the word list (manifests record which lexicon a model was evaluated on)."""
         digest = hashlib.sha1("\n".join(self.words).encode()).hexdigest()[:12]

@@ -29,11 +29,20 @@ IMPOSSIBLE = -1e4  # CTC log-likelihood given to words longer than the trace's f
 
 @dataclass
 class FusionWeights:
-    """How the learned decoder weighs its evidence; tuned on synthetic tuning users."""
+    """How the learned decoder weighs its evidence (tuned on held-out tuning users).
+
+    Candidates go through two cuts. The template pass (no model needed) keeps the `wide` best
+    by template score and prior; once the model has run, the `shortlist` best of those by
+    template, prior and `letters` x the model's positional letter score (`letter_scores`, a
+    cheap look at the model's output) are CTC-scored. With `wide` == `shortlist` (and so for
+    manifests written before `wide` existed) the second cut keeps everything.
+    """
 
     template: float = 0.3
     prior: float = 0.3
     shortlist: int = 96
+    wide: int = 96
+    letters: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -85,6 +94,9 @@ def _ctc_nll() -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Ten
     return scripted(_ctc_nll_eager)
 
 
+LETTER_BINS = 8  # positions along the trace the positional letter score distinguishes
+
+
 @dataclass
 class LexiconTargets:
     """Every lexicon word as a CTC target, padded: a shortlist's targets are two array
@@ -92,12 +104,15 @@ class LexiconTargets:
 
     padded: np.ndarray  # (words, longest) letter classes, 0-padded
     lengths: np.ndarray  # (words,)
+    # (words, longest) index into a (classes x LETTER_BINS) table: each letter's class and where
+    # along the word it lies (0 for padding, masked by `lengths`); see `letter_scores`.
+    letter_bins: np.ndarray
 
     @classmethod
     def encode(cls, lexicon: Lexicon, spec: FeatureSpec) -> LexiconTargets:
         letters = set(spec.alphabet)
         # A word with a letter outside the model's alphabet gets an empty target: scored
-        # IMPOSSIBLE (`_ctc_scores`), never a KeyError in the middle of a request.
+        # IMPOSSIBLE (`ctc_scores`), never a KeyError in the middle of a request.
         encoded = [
             encode_word(w, spec.alphabet) if letters.issuperset(w) else [] for w in lexicon.words
         ]
@@ -105,7 +120,17 @@ class LexiconTargets:
         padded = np.zeros((len(encoded), max(1, int(lengths.max(initial=1)))), dtype=np.int64)
         for row, target in enumerate(encoded):
             padded[row, : len(target)] = target
-        return cls(padded, lengths)
+        return cls(padded, lengths, _letter_bins(padded, lengths))
+
+
+def _letter_bins(padded: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    width = padded.shape[1]
+    pos = np.arange(width)[None, :] / np.maximum(lengths[:, None] - 1, 1)
+    pos = np.where(lengths[:, None] == 1, 0.5, pos)
+    bins = np.minimum((pos * LETTER_BINS).astype(np.int64), LETTER_BINS - 1)
+    out = padded * LETTER_BINS + bins
+    out[np.arange(width)[None, :] >= lengths[:, None]] = 0
+    return out
 
 
 class LearnedDecoder:
@@ -164,7 +189,7 @@ class LearnedDecoder:
         model runs (serve/services/predictor.py does).
         """
         idx, tpl, prior = self.template.score_candidates(points, keyboard)
-        m = min(self.fusion.shortlist, len(idx))
+        m = min(max(self.fusion.wide, self.fusion.shortlist), len(idx))
         if m < len(idx):
             keep = np.argpartition(-(tpl + self.template.params.prior_weight * prior), m - 1)[:m]
             idx, tpl, prior = idx[keep], tpl[keep], prior[keep]
@@ -178,11 +203,41 @@ class LearnedDecoder:
         shortlist: Shortlist | None = None,
     ) -> CandidateScores:
         s = shortlist if shortlist is not None else self.shortlist(points, keyboard)
+        s = self._model_cut(s, logp)
         return CandidateScores(
-            s.lexicon_index, self._ctc_scores(logp, s.lexicon_index), s.template, s.prior
+            s.lexicon_index, self.ctc_scores(logp, s.lexicon_index), s.template, s.prior
         )
 
-    def _ctc_scores(self, logp: torch.Tensor, idx: np.ndarray) -> np.ndarray:
+    def _model_cut(self, s: Shortlist, logp: torch.Tensor) -> Shortlist:
+        """The `shortlist` best of the template's `wide` candidates, the model's positional
+        letter score joining template and prior (FusionWeights)."""
+        m = self.fusion.shortlist
+        if len(s.lexicon_index) <= m:
+            return s
+        f = self.fusion
+        letters = self.letter_scores(logp, s.lexicon_index) if f.letters else 0.0
+        pre = f.template * s.template + f.prior * s.prior + f.letters * letters
+        keep = np.argpartition(-pre, m - 1)[:m]
+        return Shortlist(s.lexicon_index[keep], s.template[keep], s.prior[keep])
+
+    def letter_scores(self, logp: torch.Tensor, idx: np.ndarray) -> np.ndarray:
+        """Mean over a word's letters of the best log-probability of that letter near where it
+        should be along the trace: order-aware, alignment-free, one gather per candidate."""
+        frames = logp.numpy() if isinstance(logp, torch.Tensor) else np.asarray(logp)
+        n = len(frames)
+        table = np.empty((frames.shape[1], LETTER_BINS))
+        for b in range(LETTER_BINS):  # overlapping windows: a letter may be early or late
+            lo = int(np.floor(max(0.0, (b - 0.75) / LETTER_BINS) * n))
+            hi = int(np.ceil(min(1.0, (b + 1.75) / LETTER_BINS) * n))
+            table[:, b] = frames[lo : max(hi, lo + 1)].max(axis=0)
+        targets = self._lexicon_targets()
+        gathered = table.reshape(-1)[targets.letter_bins[idx]]
+        lengths = targets.lengths[idx]
+        mask = np.arange(gathered.shape[1])[None, :] < lengths[:, None]
+        return np.where(mask, gathered, 0.0).sum(1) / np.maximum(lengths, 1)
+
+    def ctc_scores(self, logp: torch.Tensor, idx: np.ndarray) -> np.ndarray:
+        """CTC log-likelihood of each lexicon word `idx` under one swipe's frames."""
         if len(idx) == 0:
             return np.zeros(0)
         targets = self._lexicon_targets()

@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from fl_app.decoder.ranking import CandidateScores, FusionWeights, LearnedDecoder
+from fl_app.decoder.ranking import FusionWeights, LearnedDecoder
 from fl_app.decoder.swipe import Swipe
 from fl_app.decoder.template import TemplateDecoder, TemplateParams
 
@@ -20,6 +20,7 @@ SIGMA_SHAPE_GRID = (0.06, 0.09, 0.12, 0.18, 0.25)
 SIGMA_LOCATION_GRID = (0.3, 0.45, 0.6, 0.8, 1.1)
 PRIOR_GRID = (0.0, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
 FUSION_TEMPLATE_GRID = (0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
+LETTERS_GRID = (0.0, 2.0, 4.0, 8.0, 16.0)  # the positional letter score in the model's cut
 
 
 def _top1(scored: list[tuple[np.ndarray, np.ndarray]], truth: list[int]) -> float:
@@ -54,14 +55,36 @@ def tune_template(
 
 
 def tune_fusion(decoder: LearnedDecoder, swipes: Sequence[Swipe]) -> tuple[FusionWeights, float]:
-    """Best weights of the template score and the prior next to the CTC score, by top-1."""
+    """Best fusion weights by top-1: the template score's and the prior's beside the CTC score,
+    and (when the decoder cuts a `wide` template list down to its `shortlist` with the model's
+    help) the positional letter score's weight in that cut.
+
+    Every wide candidate is CTC-scored once, so each grid point replays the cut and the
+    ranking exactly as decoding would, without running the model again.
+    """
     lex = decoder.lexicon
     truth = [lex.index(s.word) if s.word in lex else -1 for s in swipes]
-    scores: list[CandidateScores] = decoder.score_many(list(swipes))
+    cut = decoder.fusion.wide > decoder.fusion.shortlist
+    evidence = []
+    for start in range(0, len(swipes), 64):
+        chunk = list(swipes[start : start + 64])
+        logps = decoder.frame_log_probs([(s.points, s.keyboard) for s in chunk])
+        for s, lp in zip(chunk, logps):
+            sl = decoder.shortlist(s.points, s.keyboard)
+            idx = sl.lexicon_index
+            letters = decoder.letter_scores(lp, idx) if cut else np.zeros(len(idx))
+            evidence.append((idx, decoder.ctc_scores(lp, idx), sl.template, sl.prior, letters))
+    m = decoder.fusion.shortlist
     best = (-1.0, decoder.fusion)
-    for tw, pw in itertools.product(FUSION_TEMPLATE_GRID, PRIOR_GRID):
-        fusion = replace(decoder.fusion, template=tw, prior=pw)
-        acc = _top1([(s.lexicon_index, s.combined(fusion)) for s in scores], truth)
+    letters_grid = LETTERS_GRID if cut else (0.0,)
+    for tw, pw, lw in itertools.product(FUSION_TEMPLATE_GRID, PRIOR_GRID, letters_grid):
+        scored = []
+        for idx, ctc, tpl, prior, letters in evidence:
+            if len(idx) > m:
+                keep = np.argpartition(-(tw * tpl + pw * prior + lw * letters), m - 1)[:m]
+                idx, ctc, tpl, prior = idx[keep], ctc[keep], tpl[keep], prior[keep]
+            scored.append((idx, ctc + tw * tpl + pw * prior))
+        acc = _top1(scored, truth)
         if acc > best[0]:
-            best = (acc, fusion)
+            best = (acc, replace(decoder.fusion, template=tw, prior=pw, letters=lw))
     return best[1], best[0]

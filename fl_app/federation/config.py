@@ -20,7 +20,14 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from fl_app.checkpoints.format import redact_secrets
-from fl_app.federation.run_config import ConfigError, FedProxConfig, RunConfig, read_run_config
+from fl_app.decoder.spec import DecoderSpec
+from fl_app.federation.run_config import (
+    INIT_BASE,
+    ConfigError,
+    FedProxConfig,
+    RunConfig,
+    read_run_config,
+)
 
 __all__ = [
     "ConfigError",
@@ -99,9 +106,29 @@ def compose(
     refuse_renamed(items)
     try:
         with initialize_config_dir(config_dir=str(conf_dir(config_dir)), version_base="1.3"):
-            return hydra_compose(config_name="config", overrides=items)
+            cfg = hydra_compose(config_name="config", overrides=items)
     except (HydraException, OmegaConfBaseException) as exc:
         raise ConfigError(f"cannot compose conf/ with overrides {items}: {exc}") from exc
+    refuse_base_conflicts(str(cfg.get("init", "random")), items)
+    return cfg
+
+
+# What `init=base` takes from the shipped base's manifest: overriding it is a contradiction.
+BASE_OWNED = ("model", "data.lexicon_size", "data.language")
+
+
+def refuse_base_conflicts(init: str, overrides: Iterable[str]) -> None:
+    """With `init=base` the base's whole decoder spec (architecture, lexicon, template and
+    fusion weights) is the run's: an override of one of them is refused, naming `init=random`."""
+    if init != INIT_BASE:
+        return
+    for item in overrides:
+        key = item.lstrip("+~").split("=", 1)[0]
+        if any(key == owned or key.startswith(owned + ".") for owned in BASE_OWNED):
+            raise ConfigError(
+                f"{item}: with init=base the decoder (architecture, lexicon, template and "
+                "fusion weights) is the shipped base's; add init=random to train another one"
+            )
 
 
 def default_cache_dir() -> Path:
@@ -139,9 +166,33 @@ def finalize(cfg: DictConfig, *, run_id: str | None = None) -> RunConfig:
         out.run_id = run_id
     plain = OmegaConf.to_container(out)
     assert isinstance(plain, dict)
+    if plain.get("init") == INIT_BASE:
+        _take_base_spec(plain)
     run = read_run_config(plain)
     validate(run)
     return run
+
+
+def _take_base_spec(plain: dict[str, Any]) -> None:
+    """Write the shipped base's decoder into the config (so every manifest says what ran)."""
+    from fl_app.base import NoBaseModel, base_dir, base_manifest
+
+    language = str(plain["data"]["language"])
+    try:
+        manifest = base_manifest(language)
+    except NoBaseModel as exc:
+        raise ConfigError(f"init=base: {exc}; use init=random") from None
+    spec = DecoderSpec.from_manifest(manifest["decoder"])
+    plain["model"] = {
+        "conv_channels": spec.conv_channels,
+        "hidden": spec.hidden,
+        "gru_layers": spec.gru_layers,
+        "dropout": spec.dropout,
+        "template": spec.template.to_dict(),
+        "fusion": spec.fusion.to_dict(),
+    }
+    plain["data"]["lexicon_size"] = spec.lexicon_size
+    plain["init_checkpoint"] = {"dir": str(base_dir(language)), "sha256": manifest["sha256"]}
 
 
 def _need(cond: bool, key: str, what: str) -> None:

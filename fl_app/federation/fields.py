@@ -69,6 +69,17 @@ class Fields:
             raise self.fail(key, f"expected a string, got {value!r}")
         return str(value)
 
+    def boolean(self, key: str) -> bool:
+        value = self.raw(key)
+        if not isinstance(value, bool):
+            raise self.fail(key, f"expected true or false, got {value!r}")
+        return value
+
+    def mapping(self, key: str) -> dict[str, Any]:
+        """A sub-section as a plain dict (e.g. decoding weights handed to a dataclass)."""
+        self.section(key)
+        return dict(self.data[key])
+
     def path(self, key: str) -> Path:
         return Path(self.text(key))
 

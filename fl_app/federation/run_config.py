@@ -22,12 +22,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, get_args
 
+from fl_app.decoder.ranking import FusionWeights
 from fl_app.decoder.spec import DecoderSpec
+from fl_app.decoder.template import TemplateParams
 from fl_app.federation.fields import Fields
 
+Init = Literal["base", "random"]
+EvaluationSource = Literal["synthetic", "real"]
 LrSchedule = Literal["constant", "cosine"]
 ReleaseMetric = Literal["top1", "top4", "mrr"]
 Regime = Literal["train", "shifted"]
+INITS: tuple[Init, ...] = get_args(Init)
+INIT_BASE: Init = "base"
+EVALUATION_SOURCES: tuple[EvaluationSource, ...] = get_args(EvaluationSource)
 LR_SCHEDULES: tuple[LrSchedule, ...] = get_args(LrSchedule)
 RELEASE_METRICS: tuple[ReleaseMetric, ...] = get_args(ReleaseMetric)
 REGIMES: tuple[Regime, ...] = get_args(Regime)
@@ -96,9 +103,14 @@ class ClientTraining:
 
 @dataclass(frozen=True)
 class EvaluationConfig:
-    users: int
-    swipes_per_user: int
+    """`evaluation.*`: the server's own measurement of every round (and the release rule's)."""
+
+    source: EvaluationSource  # synthetic held-out users, or real public-val users
+    users: int  # synthetic: held-out users ...
+    swipes_per_user: int  # ... and swipes each
     seed_offset: int  # held-out user seeds: data.seed + seed_offset + i
+    real_swipes: int  # real: a fixed subsample of public-val, stratified by user
+    report_dev: bool  # real: measure the best round on the dev users at the end (report only)
     metric: ReleaseMetric  # the release metric (higher is better)
     client_max_swipes: int
 
@@ -164,6 +176,8 @@ class RunConfig:
     """One run's settings; `resolved` is the plain data they were read from (for manifests)."""
 
     run_id: str | None
+    init: Init  # base: start from the shipped base (its decoder spec); random: from `seed`
+    init_sha256: str | None  # init=base: the base's tensors file digest
     paths: PathsConfig
     decoder: DecoderSpec  # the model group with data.language and data.lexicon_size
     strategy: StrategyConfig
@@ -190,8 +204,11 @@ def read_run_config(plain: dict[str, Any]) -> RunConfig:
         top.section("resume"),
         top.section("simulation"),
     )
+    init = top.choice("init", INITS)
     return RunConfig(
         run_id=top.optional_text("run_id"),
+        init=init,
+        init_sha256=top.section("init_checkpoint").text("sha256") if init == INIT_BASE else None,
         paths=PathsConfig(root=paths.path("root"), outputs=paths.path("outputs")),
         decoder=_decoder(top.section("model"), data),
         strategy=_strategy(top.section("strategy")),
@@ -212,6 +229,12 @@ def read_run_config(plain: dict[str, Any]) -> RunConfig:
 
 
 def _decoder(model: Fields, data: DataConfig) -> DecoderSpec:
+    """The model group (+ the base's decoding weights, which `init=base` writes in)."""
+    weights = {}
+    if model.has("template"):
+        weights["template"] = TemplateParams(**model.mapping("template"))
+    if model.has("fusion"):
+        weights["fusion"] = FusionWeights(**model.mapping("fusion"))
     return DecoderSpec(
         language=data.language,
         lexicon_size=data.lexicon_size,
@@ -219,6 +242,7 @@ def _decoder(model: Fields, data: DataConfig) -> DecoderSpec:
         hidden=model.integer("hidden"),
         gru_layers=model.integer("gru_layers"),
         dropout=model.number("dropout"),
+        **weights,
     )
 
 
@@ -265,9 +289,12 @@ def _train(t: Fields) -> ClientTraining:
 
 def _evaluation(e: Fields) -> EvaluationConfig:
     return EvaluationConfig(
+        source=e.choice("source", EVALUATION_SOURCES),
         users=e.integer("users"),
         swipes_per_user=e.integer("swipes_per_user"),
         seed_offset=e.integer("seed_offset"),
+        real_swipes=e.integer("real_swipes"),
+        report_dev=e.boolean("report_dev"),
         metric=e.choice("metric", RELEASE_METRICS),
         client_max_swipes=e.integer("client_max_swipes"),
     )

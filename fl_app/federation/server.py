@@ -36,12 +36,17 @@ from fl_app.checkpoints import (
     checkpoint_path,
     store_from_config,
 )
-from fl_app.decoder.evaluation import score_model
 from fl_app.decoder.spec import DecoderSpec, load_arrays, model_arrays
-from fl_app.decoder.training import SwipeDataset
 from fl_app.federation import protocol as P
 from fl_app.federation.config import compose, finalize, public_config, run_overrides
-from fl_app.federation.data import heldout_swipes, spec_lexicon
+from fl_app.federation.data import spec_lexicon
+from fl_app.federation.evaluation import (
+    Evaluator,
+    Incumbent,
+    dev_swipes,
+    evaluation_swipes,
+    measure_incumbent,
+)
 from fl_app.federation.metrics import (
     METRICS_FILE,
     PLOT_FILE,
@@ -56,6 +61,7 @@ from fl_app.federation.resume import (
     load_resume_point,
 )
 from fl_app.federation.run_config import (
+    INIT_BASE,
     CheckpointsConfig,
     ReleaseMetric,
     RunConfig,
@@ -91,28 +97,6 @@ def make_store(checkpoints: CheckpointsConfig) -> CheckpointStore:
     return store_from_config("local", root=where.root, prefix=where.prefix)
 
 
-class CentralEvaluator:
-    """Top-1/top-4/MRR and CTC loss of a model on held-out synthetic users' swipes."""
-
-    def __init__(self, spec: DecoderSpec, cfg: RunConfig) -> None:
-        ev = cfg.evaluation
-        self.swipes = heldout_swipes(
-            spec,
-            seed=cfg.data.seed + ev.seed_offset,
-            users=ev.users,
-            per_user=ev.swipes_per_user,
-            regime=cfg.data.regime,
-        )
-        self.data = SwipeDataset.from_swipes(self.swipes, spec.features)
-        self.model = spec.build_model(device=torch.device("cpu"))
-        self.decoder = spec.build_decoder(self.model, spec_lexicon(spec))
-
-    def __call__(self, arrays: dict[str, Any]) -> dict[str, float]:
-        load_arrays(self.model, arrays)
-        self.model.eval()
-        return score_model(self.decoder, self.swipes, self.data)
-
-
 @dataclass
 class RunSummary:
     """What a run did; `run_federation` returns it and prints it."""
@@ -125,6 +109,8 @@ class RunSummary:
     released: list[int] = field(default_factory=list)
     rejected: list[int] = field(default_factory=list)
     records: list[dict[str, Any]] = field(default_factory=list)
+    incumbent: Incumbent | None = None  # what the run's releases had to beat
+    dev: dict[str, float] | None = None  # evaluation.source=real: the best round on dev users
     not_stored: list[dict[str, Any]] = field(default_factory=list)
     failed_writes: list[dict[str, Any]] = field(default_factory=list)
     plot: Path | None = None
@@ -154,8 +140,11 @@ class RoundRecorder:
         summary: RunSummary,
         resume: ResumePoint | None,
         echo: Callable[[str], None],
+        incumbent: Callable[[], Incumbent] | None = None,
     ) -> None:
+        """`incumbent` measures what devices serve now (default: nothing to beat)."""
         self.cfg, self.spec, self.ledger, self.strategy = cfg, spec, ledger, strategy
+        self.measure_incumbent = incumbent or (lambda: Incumbent("none", None))
         self.writer, self.evaluator, self.summary, self.resume = writer, evaluator, summary, resume
         self.echo = echo
         self.run_id = summary.run_id
@@ -164,11 +153,31 @@ class RoundRecorder:
         self.num_rounds = ledger.offset + cfg.federation.num_rounds
         self.parent: str | None = resume.path if resume is not None else None
         self.t_last = time.perf_counter()
+        self.best: tuple[float, dict[str, Any]] | None = None  # (metric, tensors) of the best round
+
+    def _must_beat(self) -> float | None:
+        """The current release's score on this run's swipes, measured at the first release."""
+        if self.summary.incumbent is None:
+            incumbent = self.measure_incumbent()
+            self.summary.incumbent = incumbent
+            score = incumbent.floor(self.cfg.evaluation.metric)
+            self.echo(
+                f"  releases must beat the current release ({incumbent.label}): "
+                + (
+                    "nothing to beat"
+                    if score is None
+                    else f"{self.cfg.evaluation.metric} {score:.3f}"
+                )
+            )
+        return self.summary.incumbent.floor(self.cfg.evaluation.metric)
 
     def __call__(self, server_round: int, arrays: ArrayRecord) -> MetricRecord:
         rnd = self.ledger.global_round(server_round)
         tensors = P.from_record(arrays)
         central = self.evaluator(tensors)
+        score = central[self.cfg.evaluation.metric]
+        if self.best is None or score > self.best[0]:
+            self.best = (score, tensors)
         outcome = self.ledger.train.get(rnd) if server_round > 0 else None
         federated = self.ledger.federated_eval.get(rnd, {}) if server_round > 0 else {}
         accepted = outcome.accepted if outcome is not None else None
@@ -229,7 +238,11 @@ class RoundRecorder:
                 self.echo(f"  client error: {reason}")
         else:
             released = self.writer.auto_release(
-                self.run_id, rnd, metrics, self.cfg.evaluation.metric
+                self.run_id,
+                rnd,
+                metrics,
+                self.cfg.evaluation.metric,
+                must_beat=self._must_beat(),
             )
             if released:
                 self.summary.released.append(rnd)
@@ -309,17 +322,25 @@ def run_federation(
     model = spec.build_model(seed=cfg.train.seed, device=torch.device("cpu"))
     if resume is not None:
         load_arrays(model, resume.arrays)
+    elif cfg.init == INIT_BASE:
+        load_arrays(model, base_tensors(cfg))
     writer = ResilientCheckpointWriter(
         store, max_wait_s=cfg.checkpoints.max_wait_s, spool_dir=cfg.checkpoints.spool_dir
     )
-    start = f"from {resume.path}" if resume is not None else "from a fresh model"
+    start = (
+        f"from {resume.path}"
+        if resume is not None
+        else ("from the shipped base" if cfg.init == INIT_BASE else "from a fresh model")
+    )
     echo(
         f"run {run_id}: strategy {name}, {cfg.federation.num_rounds} round(s) "
         f"{start}; checkpoints -> {store.describe()}; metrics -> {outputs}"
     )
+    swipes = evaluation_swipes(cfg, spec)
     recorder = RoundRecorder(
-        cfg, spec, ledger, strategy, writer, CentralEvaluator(spec, cfg), summary, resume, echo
-    )
+        cfg, spec, ledger, strategy, writer, Evaluator(spec, swipes), summary, resume, echo,
+        incumbent=lambda: measure_incumbent(store, swipes, spec.language),
+    )  # fmt: skip
     strategy.start(
         grid=grid,
         initial_arrays=P.to_record(model_arrays(model)),
@@ -329,8 +350,25 @@ def run_federation(
         evaluate_config=P.round_config(cfg),
         evaluate_fn=recorder,
     )
+    if cfg.evaluation.source == "real" and cfg.evaluation.report_dev and recorder.best:
+        summary.dev = Evaluator(spec, dev_swipes())(recorder.best[1])
+        append_line(summary.metrics_path, {"run_id": run_id, "report": "dev", **summary.dev})
+        echo(
+            f"dev users (report only): top-1 {summary.dev['top1']:.3f} top-4 "
+            f"{summary.dev['top4']:.3f} on {summary.dev['n']} swipes (best round)"
+        )
     _finish(cfg, writer, summary, echo)
     return summary
+
+
+def base_tensors(cfg: RunConfig) -> dict[str, Any]:
+    """The shipped base's tensors, checked against the digest the run config recorded."""
+    from fl_app.base import read_base
+
+    tensors, manifest = read_base(cfg.decoder.language)
+    if manifest["sha256"] != cfg.init_sha256:
+        raise ValueError("the shipped base changed between composing the config and the run")
+    return tensors
 
 
 def _finish(

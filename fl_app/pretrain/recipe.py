@@ -44,7 +44,7 @@ from fl_app.decoder.training import (
 from fl_app.decoder.tuning import tune_fusion
 from fl_app.pretrain.config import PretrainConfig
 from fl_app.synthetic import generator_digest
-from fl_app.synthetic.users import make_users
+from fl_app.synthetic.users import iter_users
 
 SHIPPED = LexiconCondition(FULL_SIZE, False)
 LICENCE_NOTE = (
@@ -68,7 +68,7 @@ def decoder_spec(cfg: PretrainConfig) -> DecoderSpec:
 
 def synthetic_swipes(cfg: PretrainConfig, spec: DecoderSpec) -> list:
     d = cfg.data
-    users = make_users(d.synthetic_users, d.synthetic_seed, spec.lexicon())
+    users = iter_users(d.synthetic_users, d.synthetic_seed, spec.lexicon())
     return [s for u in users for s in u.swipes(d.synthetic_swipes_per_user)]
 
 
@@ -93,10 +93,12 @@ def run(cfg: PretrainConfig, log: Callable[[str], None] = print) -> dict[str, An
     real = load_real(cfg.data.real_parts) if cfg.data.real_parts else []
     val = _limited(load_real("public-val"), cfg)
     synthetic = synthetic_swipes(cfg, spec) if cfg.data.synthetic_users else []
+    n_synthetic = len(synthetic)
     parts, repeats = [], []
     if synthetic:
         parts.append(SwipeDataset.from_swipes(synthetic, spec.features))
         repeats.append(1)
+    del synthetic  # the features are all training needs
     if real:
         augmented = AugmentedSwipes(
             [r.swipe for r in real], spec.features, cfg.data.augment, seed=cfg.seed
@@ -105,7 +107,7 @@ def run(cfg: PretrainConfig, log: Callable[[str], None] = print) -> dict[str, An
         repeats.append(cfg.data.real_repeats)
     data = MixedDataset(parts, repeats)
     t_data = time.perf_counter() - t0
-    log(f"data: {len(synthetic)} synthetic + {len(real)} real swipes ({t_data:.0f} s)")
+    log(f"data: {n_synthetic} synthetic + {len(real)} real swipes ({t_data:.0f} s)")
 
     model = spec.build_model(seed=cfg.seed, device=torch.device("cpu"))
     tc = cfg.train
@@ -158,7 +160,7 @@ def run(cfg: PretrainConfig, log: Callable[[str], None] = print) -> dict[str, An
             },
             "synthetic": {
                 "users": cfg.data.synthetic_users,
-                "swipes": len(synthetic),
+                "swipes": n_synthetic,
                 "seed": cfg.data.synthetic_seed,
                 "generator_sha256": generator_digest(),
             },

@@ -10,7 +10,7 @@ user and the same (seed, stream) the same swipes, bit for bit.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -65,16 +65,31 @@ class SyntheticUser:
 
 
 def _candidate_words(lexicon: Lexicon, layout: str, words: Sequence[str] | None) -> np.ndarray:
-    letters = set("".join(NAMED_LAYOUTS[layout]["rows"]))
-    allowed = None if words is None else set(words)
-    idx = [
-        i
-        for i, w in enumerate(lexicon.words)
-        if len(w) >= 2 and set(w) <= letters and (allowed is None or w in allowed)
-    ]
-    if not idx:
+    typable = _typable(lexicon, layout)
+    if words is None:
+        idx = typable
+    else:
+        allowed = set(words)
+        idx = np.array([i for i in typable if lexicon.words[i] in allowed], dtype=np.int64)
+    if not len(idx):
         raise ValueError("no candidate words: the lexicon and `words` leave nothing to swipe")
-    return np.array(idx)
+    return idx
+
+
+_TYPABLE: dict[tuple[str, str], np.ndarray] = {}
+
+
+def _typable(lexicon: Lexicon, layout: str) -> np.ndarray:
+    """Indices of the lexicon's words of 2+ letters the layout can type; computed once per
+    lexicon and layout (thousands of users share a 100,000-word lexicon)."""
+    key = (lexicon.lexicon_id, layout)
+    if key not in _TYPABLE:
+        letters = set("".join(NAMED_LAYOUTS[layout]["rows"]))
+        _TYPABLE[key] = np.array(
+            [i for i, w in enumerate(lexicon.words) if len(w) >= 2 and set(w) <= letters],
+            dtype=np.int64,
+        )
+    return _TYPABLE[key]
 
 
 def make_user(
@@ -130,13 +145,18 @@ def make_users(
     words: Sequence[str] | None = None,
 ) -> list[SyntheticUser]:
     """n users with ids 0..n-1 and seeds derived from `seed` (user i is the same for any n)."""
-    return [
-        make_user(
-            int(np.random.SeedSequence([int(seed), i]).generate_state(1)[0]),
-            lexicon,
-            regime,
-            words,
-            user_id=i,
-        )
-        for i in range(n)
-    ]
+    return list(iter_users(n, seed, lexicon, regime, words))
+
+
+def iter_users(
+    n: int,
+    seed: int,
+    lexicon: Lexicon,
+    regime: str = "train",
+    words: Sequence[str] | None = None,
+) -> Iterator[SyntheticUser]:
+    """`make_users`, one user at a time: a user holds its whole vocabulary, so thousands of
+    users over a 100,000-word lexicon should not all be alive at once."""
+    for i in range(n):
+        user_seed = int(np.random.SeedSequence([int(seed), i]).generate_state(1)[0])
+        yield make_user(user_seed, lexicon, regime, words, user_id=i)
