@@ -43,6 +43,8 @@ def node_store_path(context: Context, task: P.RoundTask) -> Path:
         if not path.is_file():
             raise FileNotFoundError(f"node config {P.NODE_STORE}: no swipe store at {path}")
         return path
+    if P.NODE_PARTITION in node and task.stores_dir:
+        return partition_store(Path(task.stores_dir), int(node[P.NODE_PARTITION]))
     if P.NODE_PARTITION in node:
         seed = task.data_seed + int(node[P.NODE_PARTITION])
         return ensure_synthetic_store(
@@ -52,6 +54,26 @@ def node_store_path(context: Context, task: P.RoundTask) -> Path:
         f"the node config names no swipe store: start the SuperNode with "
         f"--node-config \"{P.NODE_STORE}='/abs/path/swipes.sqlite'\""
     )
+
+
+def partition_store(stores_dir: Path, partition: int) -> Path:
+    """data=stores: simulated node p trains on the p-th store of the folder, by file name."""
+    stores = sorted(stores_dir.glob("*.sqlite"))
+    if not 0 <= partition < len(stores):
+        raise ValueError(
+            f"partition {partition} has no store: {stores_dir} holds {len(stores)} "
+            "(run the simulation with at most that many supernodes)"
+        )
+    return stores[partition]
+
+
+def count_training_swipes(message: Message, context: Context) -> Message:
+    """The census: how many training swipes this node has (a cheap SQL count, no decoding),
+    so the server samples only nodes that can train a round."""
+    task = P.RoundTask.from_record(message.content[P.CONFIG])
+    with SwipeStore(node_store_path(context, task), heldout_fraction=task.heldout_fraction) as s:
+        count = s.count(split="train")
+    return Message(RecordDict({P.METRICS: MetricRecord({P.TRAIN_SWIPES: count})}), reply_to=message)
 
 
 def _set_threads(context: Context) -> None:
@@ -125,4 +147,5 @@ def make_client_app() -> ClientApp:
     app = ClientApp()
     app.train()(train_on_store)
     app.evaluate()(evaluate_on_store)
+    app.query()(count_training_swipes)
     return app

@@ -158,6 +158,8 @@ def finalize(cfg: DictConfig, *, run_id: str | None = None) -> RunConfig:
     out.paths.outputs = _absolute(out.paths.outputs, root)
     if out.checkpoints.get("kind") == "local" and out.checkpoints.get("root"):
         out.checkpoints.root = _absolute(out.checkpoints.root, root)
+    if out.data.get("stores_dir"):
+        out.data.stores_dir = _absolute(out.data.stores_dir, root)
     cache = out.data.get("cache_dir")
     out.data.cache_dir = _absolute(cache, root) if cache else str(default_cache_dir() / "synthetic")
     if out.checkpoints.get("spool_dir"):
@@ -218,7 +220,14 @@ def validate(cfg: RunConfig) -> None:
     _need(train.batch_size >= 1, "train.batch_size", "at least 1")
     _need(train.min_swipes >= 1, "train.min_swipes", "at least 1")
     _need(ev.users >= 1 and ev.swipes_per_user >= 1, "evaluation", "users/swipes >= 1")
-    _need(data.swipes_per_user >= 1, "data.swipes_per_user", "at least 1")
+    if data.kind == "stores":
+        _need(
+            data.stores_dir is not None and any(data.stores_dir.glob("*.sqlite")),
+            "data.stores_dir",
+            f"a folder of <user>.sqlite swipe stores (got {data.stores_dir})",
+        )
+    else:
+        _need(data.swipes_per_user >= 1, "data.swipes_per_user", "at least 1")
     _need(0.0 <= data.heldout_fraction < 1.0, "data.heldout_fraction", "in [0, 1)")
     if isinstance(cfg.strategy, FedProxConfig):
         _need(cfg.strategy.mu >= 0, "strategy.mu", "non-negative")

@@ -35,6 +35,10 @@ EVAL_TOP1 = "eval-top1"
 NODE_STORE = "swipe-store"
 NODE_PARTITION = "partition-id"  # set by the simulation engine
 NODE_THREADS = "torch-threads"
+STORES_DIR = "stores-dir"  # data=stores: the folder simulated nodes pick their store from
+# The census (a "query" message): how many training swipes a node has, so nodes below the
+# round's minimum are left out of sampling instead of failing.
+TRAIN_SWIPES = "train-swipes"
 
 
 def to_record(arrays: dict[str, np.ndarray]) -> ArrayRecord:
@@ -59,6 +63,7 @@ class RoundTask:
     heldout_fraction: float
     cache_dir: str
     eval_max_swipes: int
+    stores_dir: str = ""  # data=stores: partition p trains on the p-th store of this folder
 
     @classmethod
     def from_record(cls, config: ConfigRecord) -> RoundTask:
@@ -84,6 +89,7 @@ class RoundTask:
             heldout_fraction=fields.number("heldout-fraction"),
             cache_dir=fields.text("cache-dir"),
             eval_max_swipes=fields.integer("eval-max-swipes"),
+            stores_dir=fields.text(STORES_DIR) if fields.has(STORES_DIR) else "",
         )
 
 
@@ -106,5 +112,6 @@ def round_config(cfg: RunConfig) -> ConfigRecord:
             "heldout-fraction": data.heldout_fraction,
             "cache-dir": str(data.cache_dir),
             "eval-max-swipes": cfg.evaluation.client_max_swipes,
+            STORES_DIR: str(data.stores_dir) if data.kind == "stores" else "",
         }
     )

@@ -85,6 +85,7 @@ class FederationConfig:
     min_available_nodes: int
     min_success_share: float  # fewer successful sampled clients: no update, no release
     round_timeout_s: float
+    census_every: int  # ask nodes their training swipes every this many rounds (0: never)
 
 
 @dataclass(frozen=True)
@@ -115,10 +116,19 @@ class EvaluationConfig:
     client_max_swipes: int
 
 
+DataKind = Literal["synthetic", "stores"]
+DEFAULT_CENSUS_EVERY = 10
+DATA_KINDS: tuple[DataKind, ...] = get_args(DataKind)
+
+
 @dataclass(frozen=True)
 class DataConfig:
-    """`data=synthetic`: simulated node p trains on synthetic user `seed + p`."""
+    """What a simulated node p trains on: `data=synthetic`, synthetic user `seed + p`; or
+    `data=stores`, the p-th swipe store (by file name) of `stores_dir`. A deployed node names
+    its own store (node config `swipe-store`) and reads only the language and lexicon here."""
 
+    kind: DataKind
+    stores_dir: Path | None  # absolute; data=stores
     language: str
     lexicon_size: int
     seed: int
@@ -212,7 +222,7 @@ def read_run_config(plain: dict[str, Any]) -> RunConfig:
         paths=PathsConfig(root=paths.path("root"), outputs=paths.path("outputs")),
         decoder=_decoder(top.section("model"), data),
         strategy=_strategy(top.section("strategy")),
-        federation=_federation(top.section("federation")),
+        federation=_federation(top.section("federation"), data),
         train=_train(top.section("train")),
         evaluation=_evaluation(top.section("evaluation")),
         data=data,
@@ -261,7 +271,10 @@ def _strategy(s: Fields) -> StrategyConfig:
     return FedAvgConfig()
 
 
-def _federation(f: Fields) -> FederationConfig:
+def _federation(f: Fields, data: DataConfig) -> FederationConfig:
+    census_every = f.optional_integer("census_every")
+    if census_every is None:  # real devices: some cannot train a round; synthetic users all can
+        census_every = DEFAULT_CENSUS_EVERY if data.kind == "stores" else 0
     return FederationConfig(
         num_rounds=f.integer("num_rounds"),
         fraction_train=f.number("fraction_train"),
@@ -271,6 +284,7 @@ def _federation(f: Fields) -> FederationConfig:
         min_available_nodes=f.integer("min_available_nodes"),
         min_success_share=f.number("min_success_share"),
         round_timeout_s=f.number("round_timeout_s"),
+        census_every=census_every,
     )
 
 
@@ -302,6 +316,8 @@ def _evaluation(e: Fields) -> EvaluationConfig:
 
 def _data(d: Fields) -> DataConfig:
     return DataConfig(
+        kind=d.choice("kind", DATA_KINDS),
+        stores_dir=d.optional_path("stores_dir"),
         language=d.text("language"),
         lexicon_size=d.integer("lexicon_size"),
         seed=d.integer("seed"),

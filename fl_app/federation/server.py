@@ -263,6 +263,7 @@ class RoundRecorder:
             "released": bool(released),
             "central": central,
             "federated": federated,
+            "census": self.ledger.census.get(rnd),
             "train": dict(outcome.metrics) if outcome else {},
             "checkpoint": path,
             "stored": stored,

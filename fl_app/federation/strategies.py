@@ -29,6 +29,7 @@ from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
 from fl_app.decoder.training import cosine_factor
+from fl_app.federation.census import Census, EligibleGrid, take_census
 from fl_app.federation.run_config import (
     FedAdamConfig,
     FedAvgConfig,
@@ -67,6 +68,7 @@ class RoundLedger:
     min_success_share: float = 0.5
     train: dict[int, TrainOutcome] = field(default_factory=dict)
     federated_eval: dict[int, dict[str, float]] = field(default_factory=dict)
+    census: dict[int, dict[str, int]] = field(default_factory=dict)  # round -> census summary
 
     def global_round(self, flower_round: int) -> int:
         return int(flower_round) + self.offset
@@ -90,12 +92,28 @@ class RoundBookkeeping(FedAvg):
         ledger: RoundLedger,
         lr_schedule: LrSchedule,  # train.lr_schedule
         num_rounds: int,  # this run's rounds (federation.num_rounds)
+        census_every: int = 0,  # federation.census_every: 0 samples every node
+        census_timeout: float = 300.0,
         **flower_settings: Any,
     ) -> None:
         super().__init__(**flower_settings)
         self.ledger = ledger
         self.lr_schedule = lr_schedule
         self.num_rounds = num_rounds
+        self.census_every, self.census_timeout = census_every, census_timeout
+        self.census: Census | None = None
+        self._census_round = 0
+
+    def _sampling_grid(self, server_round: int, config: ConfigRecord, grid: Grid) -> Grid:
+        """The grid to sample from: only nodes the census found able to train (census.py)."""
+        if not self.census_every:
+            return grid
+        if self.census is None or server_round - self._census_round >= self.census_every:
+            min_swipes = int(config["min-swipes"])
+            self.census = take_census(grid, config, min_swipes, self.census_timeout)
+            self._census_round = server_round
+            self.ledger.census[self.ledger.global_round(server_round)] = self.census.summary()
+        return EligibleGrid(grid, self.census.eligible)  # type: ignore[return-value]
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
@@ -104,6 +122,7 @@ class RoundBookkeeping(FedAvg):
         if self.lr_schedule == "cosine":  # over this run's rounds, so a resumed run decays anew
             factor = cosine_factor((server_round - 1) / max(1, self.num_rounds - 1))
             config = ConfigRecord({**dict(config), "lr": float(config["lr"]) * factor})
+        grid = self._sampling_grid(server_round, config, grid)
         messages = list(super().configure_train(rnd, arrays, config, grid))
         self.ledger.train[rnd] = TrainOutcome(round=rnd, sampled=len(messages))
         return messages
@@ -137,6 +156,8 @@ class RoundBookkeeping(FedAvg):
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         rnd = self.ledger.global_round(server_round)
+        if self.census is not None:  # the last census' nodes: others have nothing held out
+            grid = EligibleGrid(grid, self.census.eligible)  # type: ignore[assignment]
         return super().configure_evaluate(rnd, arrays, config, grid)
 
     def aggregate_evaluate(
@@ -167,6 +188,8 @@ def build_strategy(cfg: RunConfig, ledger: RoundLedger) -> RoundBookkeeping:
         "ledger": ledger,
         "lr_schedule": cfg.train.lr_schedule,
         "num_rounds": fed.num_rounds,
+        "census_every": fed.census_every,
+        "census_timeout": fed.round_timeout_s,
         "fraction_train": fed.fraction_train,
         "fraction_evaluate": fed.fraction_evaluate,
         "min_train_nodes": fed.min_train_nodes,
