@@ -7,7 +7,9 @@ Measures, against a sidecar started as ``python -m serve`` in a subprocess:
    in-process decoding of the same swipes (``LearnedDecoder.decode`` one by one, one thread):
    the ratio is the serving efficiency;
 2. ``/api/v1/swipes`` ingest: single-swipe requests and batches of 32 (rate and p99), with
-   every acknowledged swipe checked in the SQLite store afterwards;
+   every acknowledged swipe checked in the SQLite store afterwards; and what durability costs:
+   commits into a swipe store with ``synchronous=FULL`` (the store's setting) against
+   ``NORMAL``, in this process, alternating the two so both see the same machine;
 3. the time from a new release (pointer moved) to the sidecar serving it: forced with
    ``POST /api/v1/model/reload`` and by the watcher (``--reload-interval``).
 
@@ -158,6 +160,34 @@ async def closed_loop(
     t0 = time.perf_counter()
     await asyncio.gather(*(worker(w) for w in range(concurrency)))
     return LoadResult(len(latencies), errors, time.perf_counter() - t0, latencies)
+
+
+def store_commits(swipes, level: str, size: int, commits: int, workdir: Path) -> float:
+    """Commits per second of ``size`` swipes each into a fresh swipe store at ``level``."""
+    path = workdir / f"durability-{level}-{size}-{time.monotonic_ns()}.sqlite"
+    with SwipeStore(path, synchronous=level) as store:
+        store.append(swipes[0])  # schema, connection, codec caches
+        t0 = time.perf_counter()
+        for i in range(commits):
+            start = (i * size) % len(swipes)
+            store.append_many([swipes[(start + j) % len(swipes)] for j in range(size)])
+        rate = commits / (time.perf_counter() - t0)
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    return rate
+
+
+def durability_cost(swipes, commits: int, rounds: int, workdir: Path) -> dict:
+    """Median commits/s per (level, swipes per commit) over ``rounds`` alternating runs."""
+    runs: dict[tuple[str, int], list[float]] = {}
+    for _ in range(rounds):
+        for size in (1, 32):
+            for level in ("FULL", "NORMAL"):
+                n = commits if size == 1 else max(1, commits // 8)
+                runs.setdefault((level, size), []).append(
+                    store_commits(swipes, level, size, n, workdir)
+                )
+    return {key: statistics.median(rates) for key, rates in runs.items()}
 
 
 # -- the server --------------------------------------------------------------------------------
@@ -311,6 +341,10 @@ def main() -> None:
     )
     parser.add_argument("--single-requests", type=int, default=3000)
     parser.add_argument("--batch-requests", type=int, default=150)
+    parser.add_argument(
+        "--store-commits", type=int, default=600, help="single-swipe commits per durability run"
+    )
+    parser.add_argument("--store-rounds", type=int, default=3, help="durability runs per level")
     parser.add_argument("--release-trials", type=int, default=5)
     parser.add_argument("--reload-interval", type=float, default=1.0)
     parser.add_argument("--workers", type=int, default=1, help="SWIPEFL_PREDICT_WORKERS")
@@ -326,6 +360,7 @@ def main() -> None:
             20,
             2,
         )
+        args.store_commits = min(args.store_commits, 200)
     command = " ".join(["python bench/serve.py", *(shlex.quote(a) for a in sys.argv[1:])])
     spec = MODELS[args.model]
     levels = [int(c) for c in args.concurrency.split(",")]
@@ -413,6 +448,10 @@ def main() -> None:
                 committed = swipe_store.count()
             expected = args.single_requests + 32 * args.batch_requests
             report["ingest"] = (singles, batches, committed, expected)
+            print("durability: synchronous FULL vs NORMAL ...", flush=True)
+            report["durability"] = durability_cost(
+                labelled, args.store_commits, args.store_rounds, workdir
+            )
 
             print("release to serving ...", flush=True)
             body = predict_bodies[0]
@@ -442,6 +481,26 @@ def main() -> None:
 
     write_report(args, command, started, host, spec, report)
     print(args.out.read_text())
+
+
+def durability_rows(args, cost: dict) -> list[str]:
+    """The ingest section's durability rows: what synchronous=FULL costs against NORMAL."""
+    lines = [
+        "What durability costs: commits straight into a swipe store (no HTTP) in the benchmark "
+        f"process, `synchronous=FULL` (the store's setting) against `NORMAL`; median of "
+        f"{args.store_rounds} alternating runs of {args.store_commits} single-swipe commits "
+        f"(and {max(1, args.store_commits // 8)} of 32 swipes).",
+        "",
+        "| commit of | FULL commits/s | NORMAL commits/s | FULL ms | NORMAL ms | FULL / NORMAL time |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for size in (1, 32):
+        full, normal = cost[("FULL", size)], cost[("NORMAL", size)]
+        lines.append(
+            f"| {size} swipe{'s' if size > 1 else ''} | {fmt(full)} | {fmt(normal)} | "
+            f"{fmt(1000 / full, 2)} | {fmt(1000 / normal, 2)} | {normal / full:.2f} |"
+        )
+    return [*lines, ""]
 
 
 def median_run(runs: list[LoadResult]) -> LoadResult:
@@ -498,6 +557,7 @@ def write_report(args, command, started, host, spec, report) -> None:
         "",
         f"Swipes in the store afterwards: {committed} (acknowledged: {expected}).",
         "",
+        *durability_rows(args, report["durability"]),
         "## New release to serving it",
         "",
         "Time from the release pointer moving (checkpoint written, `promote` returned) to the "

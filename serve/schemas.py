@@ -141,6 +141,10 @@ class SwipeCounts(BaseModel):
     new_since_training: int
     train: int
     heldout: int
+    trained: int = Field(
+        description="rows a finished federated round used: the first that max_rows deletes"
+    )
+    max_rows: int | None = Field(description="SWIPEFL_RETENTION_MAX_ROWS (None: no limit)")
 
 
 class ModelStatus(BaseModel):

@@ -1,5 +1,7 @@
-"""Swipe ingest over real HTTP: no acknowledged swipe is lost when the server is killed, and
-concurrent requests share commits (group commit)."""
+"""Swipe ingest over real HTTP: no acknowledged swipe is lost when the server is killed,
+concurrent requests share commits (group commit), idempotency keys cannot collide and name one
+body (409 otherwise), a batch the store cannot keep is refused whole, and deleted swipes leave
+no trace in the store's files while the sidecar runs."""
 
 from __future__ import annotations
 
@@ -12,7 +14,11 @@ import httpx
 import pytest
 from serve_helpers import SidecarProcess, metric_value, publish, synthetic_swipes
 
+from fl_app.decoder.swipe import parse_swipe
 from fl_app.swipes.store import SwipeStore
+from serve.errors import ApiError
+from serve.services.ingest import Ingest
+from serve.services.metrics import Metrics
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +57,10 @@ def _rows_by_key(path):
 
 
 def _stored_keys(key, body):
-    return [f"{key}/{i}" for i in range(len(body["swipes"]))] if "swipes" in body else [key]
+    """The keys the store keeps a request's rows under (fl_app/swipes/keys.py)."""
+    if "swipes" in body:
+        return [f"batch:{key}/{i}" for i in range(len(body["swipes"]))]
+    return [f"single:{key}"]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["sigkill", "sigterm"])
@@ -132,3 +141,112 @@ def test_group_commit(tmp_path, swipes):
         assert metric_value(text, "swipefl_swipes_stored_total") == 128
     finally:
         proc.stop()
+
+
+def _error(resp: httpx.Response, status: int, code: str) -> dict:
+    assert resp.status_code == status, resp.text
+    body = resp.json()
+    assert body["code"] == code, body
+    return body
+
+
+def test_idempotency_keys_over_http(sidecar_factory, swipes):
+    proc = sidecar_factory()
+    proc.start()
+    with proc.client() as c:
+
+        def post(body, key):
+            return c.post("/api/v1/swipes", json=body, headers={"Idempotency-Key": key})
+
+        single = post(swipes[0], "s/0")
+        batch = post({"swipes": swipes[1:3]}, "s")
+        assert single.status_code == batch.status_code == 202
+        ids = single.json()["ids"] + batch.json()["ids"]
+        assert len(set(ids)) == 3  # `s/0` alone is not batch `s`'s first swipe
+        # The same key with the same body: the same ids, nothing stored twice.
+        assert post({"swipes": swipes[1:3]}, "s").json()["ids"] == batch.json()["ids"]
+        assert post(swipes[0], "s/0").json()["ids"] == single.json()["ids"]
+        # The same key with another body: 409, nothing stored.
+        for other, key in [
+            ({"swipes": [swipes[1], swipes[3]]}, "s"),
+            ({"swipes": swipes[1:4]}, "s"),
+            (swipes[3], "s/0"),
+            ({**swipes[0], "word": "other"}, "s/0"),
+        ]:
+            body = _error(post(other, key), 409, "IDEMPOTENCY_CONFLICT")
+            assert "other" not in body["message"]
+        assert c.get("/api/v1/stats").json()["swipes"]["total"] == 3
+    with SwipeStore(proc.device_dir / "swipes.sqlite") as store:
+        keys = {r.idempotency_key: r.id for r in store.load()}
+    assert keys == {"single:s/0": ids[0], "batch:s/0": ids[1], "batch:s/1": ids[2]}
+
+
+def test_a_batch_the_store_cannot_keep_is_refused_whole(sidecar_factory, swipes):
+    proc = sidecar_factory(retention_max_rows=3)
+    proc.start()
+    store_path = proc.device_dir / "swipes.sqlite"
+    with proc.client() as c:
+        first = c.post("/api/v1/swipes", json={"swipes": swipes[:2]}).json()["ids"]
+        body = _error(
+            c.post("/api/v1/swipes", json={"swipes": swipes[2:6]}), 413, "PAYLOAD_TOO_LARGE"
+        )
+        assert body["reason"] == "EXCEEDS_STORE_CAPACITY"
+        stats = c.get("/api/v1/stats").json()["swipes"]
+        assert (stats["total"], stats["max_rows"]) == (2, 3)  # nothing stored, nothing lost
+        # Every id a 202 lists is in the store when the answer arrives; the oldest make room.
+        for body in ({"swipes": swipes[2:5]}, swipes[5], {"swipes": swipes[6:8]}):
+            resp = c.post("/api/v1/swipes", json=body)
+            assert resp.status_code == 202, resp.text
+            with SwipeStore(store_path) as store:
+                assert set(resp.json()["ids"]) <= {r.id for r in store.load()}
+        with SwipeStore(store_path) as store:
+            assert store.count() == 3 and not set(first) & {r.id for r in store.load()}
+
+
+def test_deleted_swipes_leave_no_trace_while_the_sidecar_runs(sidecar_factory, swipes):
+    from store_helpers import files_holding
+
+    proc = sidecar_factory()
+    proc.start()
+    store_path = proc.device_dir / "swipes.sqlite"
+    gone = [{**s, "word": w} for s, w in zip(swipes[:2], ["jukebox", "zigzag"], strict=True)]
+    with proc.client() as c:
+        assert c.post("/api/v1/swipes", json={"swipes": gone}).status_code == 202
+        parsed = [parse_swipe(s, require_word=True) for s in gone]
+        assert all(files_holding(store_path, s) for s in parsed)
+        assert c.delete("/api/v1/swipes").json() == {"deleted": 2}
+        assert [files_holding(store_path, s) for s in parsed] == [[], []]
+        assert c.post("/api/v1/swipes", json=swipes[2]).status_code == 202
+        assert [files_holding(store_path, s) for s in parsed] == [[], []]
+
+
+def test_one_group_commit_answers_each_request_alone(tmp_path, swipes):
+    """A conflicting key and a batch over the store's capacity, in one group with good requests
+    on a real store: each bad request gets its own error and stores nothing; the others commit."""
+    parsed = [parse_swipe(s, require_word=True) for s in swipes[:6]]
+    with SwipeStore(tmp_path / "s.sqlite", max_rows=3) as store:
+        taken = store.append(parsed[0])
+        ingest = Ingest(store, Metrics())
+
+        async def scenario():
+            futs = [
+                asyncio.ensure_future(ingest.submit(parsed[1:2], "a", batch=False)),
+                asyncio.ensure_future(ingest.submit(parsed[2:3], "a", batch=False)),
+                asyncio.ensure_future(ingest.submit(parsed[:4], None, batch=True)),
+                asyncio.ensure_future(ingest.submit(parsed[4:6], "b", batch=True)),
+            ]
+            await asyncio.sleep(0.05)  # all queued before the writer starts: one group
+            ingest.start()
+            return await asyncio.gather(*futs, return_exceptions=True)
+
+        ok, conflict, too_big, batch = asyncio.run(scenario())
+        ingest.close()
+        assert isinstance(conflict, ApiError) and conflict.code == "IDEMPOTENCY_CONFLICT"
+        assert isinstance(too_big, ApiError) and too_big.status == 413
+        assert {r.id for r in store.load()} == set(ok + batch)
+        assert [r.swipe.word for r in store.load()] == [
+            swipes[1]["word"],
+            swipes[4]["word"],
+            swipes[5]["word"],
+        ]
+        assert taken not in ok + batch

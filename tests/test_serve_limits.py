@@ -14,8 +14,10 @@ def test_retention_and_overload(sidecar_factory):
     proc.start(wait_ready=True)
     swipes = synthetic_swipes(8, seed=5)
     with proc.client() as c:
-        ids = c.post("/api/v1/swipes", json={"swipes": swipes}).json()["ids"]
-        assert len(ids) == 8
+        refused = c.post("/api/v1/swipes", json={"swipes": swipes})  # more than the store keeps
+        assert refused.status_code == 413 and refused.json()["reason"] == "EXCEEDS_STORE_CAPACITY"
+        assert len(c.post("/api/v1/swipes", json={"swipes": swipes[:5]}).json()["ids"]) == 5
+        assert len(c.post("/api/v1/swipes", json={"swipes": swipes[5:]}).json()["ids"]) == 3
         stats = c.get("/api/v1/stats").json()["swipes"]
         assert stats["total"] == 5  # the oldest went first
 

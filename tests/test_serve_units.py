@@ -50,15 +50,18 @@ class FlakyStore:
     def max_id(self) -> int:
         return self.next_id
 
-    def append_many(self, swipes, idempotency_keys=None, source="device"):
+    def append_submissions(self, submissions, source="device"):
+        swipes = [s for sub in submissions for s in sub.swipes]
         if self.fail_all:
             raise sqlite3.OperationalError("disk I/O error")
         if any(s.word == "boom" for s in swipes):
             raise sqlite3.IntegrityError("simulated")
         self.commits.append(len(swipes))
-        ids = list(range(self.next_id + 1, self.next_id + 1 + len(swipes)))
-        self.next_id += len(swipes)
-        return ids
+        out = []
+        for sub in submissions:
+            out.append(list(range(self.next_id + 1, self.next_id + 1 + len(sub.swipes))))
+            self.next_id += len(sub.swipes)
+        return out
 
 
 def _swipes(words):
@@ -78,9 +81,9 @@ def test_group_commit_isolates_a_failing_request():
     async def scenario():
         # Queue all before the writer starts: they form one group.
         futs = [
-            asyncio.ensure_future(ingest.submit(_swipes(["good"]), [None])),
-            asyncio.ensure_future(ingest.submit(_swipes(["boom"]), [None])),
-            asyncio.ensure_future(ingest.submit(_swipes(["fine", "ok"]), [None, None])),
+            asyncio.ensure_future(ingest.submit(_swipes(["good"]), None, batch=False)),
+            asyncio.ensure_future(ingest.submit(_swipes(["boom"]), None, batch=False)),
+            asyncio.ensure_future(ingest.submit(_swipes(["fine", "ok"]), None, batch=True)),
         ]
         await asyncio.sleep(0.05)
         ingest.start()
@@ -98,7 +101,7 @@ def test_commit_failure_is_503_and_close_refuses_new_requests():
     ingest.start()
 
     async def one():
-        return await ingest.submit(_swipes(["x"]), [None])
+        return await ingest.submit(_swipes(["x"]), None, batch=False)
 
     with pytest.raises(ApiError) as err:
         asyncio.run(one())

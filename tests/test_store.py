@@ -15,40 +15,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from store_helpers import KB, FakeClock, swipe, swipe_dict, trace
 
 from fl_app.decoder import errors
-from fl_app.decoder.keyboard import keyboard_from_spec, named_keyboard
+from fl_app.decoder.keyboard import keyboard_from_spec
 from fl_app.decoder.swipe import Swipe
 from fl_app.swipes.format import SCHEMA_VERSION, StoredSwipe, split_of
-from fl_app.swipes.store import StoreError, StoreSchemaError, SwipeStore
+from fl_app.swipes.store import (
+    IdempotencyConflictError,
+    StoreError,
+    StoreSchemaError,
+    SwipeStore,
+)
 
-KB = named_keyboard("qwerty-en", 375, 217)
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def trace(word: str, kb=KB, per_key: int = 3) -> np.ndarray:
-    """A simple trace through the word's key centres, 10 ms per point."""
-    centres = np.repeat(kb.word_centres(word), per_key, axis=0)
-    t = np.arange(len(centres), dtype=np.float64) * 10.0
-    return np.column_stack([centres, t])
-
-
-def swipe(word: str, kb=KB) -> Swipe:
-    return Swipe(trace(word, kb), kb, word)
-
-
-def swipe_dict(word: str, kb=KB) -> dict:
-    return swipe(word, kb).to_dict()
-
-
-class FakeClock:
-    """A settable clock (seconds since the epoch) so age-based retention needs no sleeping."""
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -139,21 +119,38 @@ def test_idempotent_append_single_batch_and_second_instance(tmp_path):
     path = tmp_path / "s.sqlite"
     with SwipeStore(path) as a:
         first = a.append(swipe("hello"), idempotency_key="req-1")
-        assert a.append(swipe("other"), idempotency_key="req-1") == first
+        assert a.append(swipe("hello"), idempotency_key="req-1") == first
         ids = a.append_many(
-            [swipe("one"), swipe("two"), swipe("three"), swipe("hello")],
+            [swipe("one"), swipe("two"), swipe("one"), swipe("hello")],
             idempotency_keys=["b-1", None, "b-1", "req-1"],
         )
         assert ids[0] == ids[2] and ids[3] == first and len(set(ids)) == 3
         with SwipeStore(path) as b:
             assert b.append(swipe("hello"), idempotency_key="req-1") == first
             assert (
-                b.append_many([swipe("x"), swipe("y")], idempotency_keys=["b-1", "new"])[0]
+                b.append_many([swipe("one"), swipe("y")], idempotency_keys=["b-1", "new"])[0]
                 == ids[0]
             )
             assert b.count() == 4
         assert a.count() == 4
         assert [r.swipe.word for r in a.load()] == ["hello", "one", "two", "y"]
+
+
+def test_a_key_reused_with_another_swipe_is_refused_and_stores_nothing(store):
+    first = store.append(swipe("hello"), idempotency_key="k")
+    with pytest.raises(IdempotencyConflictError):
+        store.append(swipe("other"), idempotency_key="k")
+    with pytest.raises(IdempotencyConflictError) as info:
+        store.append_many([swipe("fresh"), swipe("other")], idempotency_keys=["new", "k"])
+    assert info.value.index == 1
+    with pytest.raises(IdempotencyConflictError):  # the same key twice in one write
+        store.append_many([swipe("cat"), swipe("dog")], idempotency_keys=["x", "x"])
+    assert [r.id for r in store.load()] == [first]
+    assert store.append(swipe("fresh"), idempotency_key="new") > first  # "new" was not taken
+    with pytest.raises(ValueError, match="reserved"):
+        store.append(swipe("hello"), idempotency_key="single:k")
+    with pytest.raises(ValueError, match="reserved"):
+        store.append_many([swipe("hello")], idempotency_keys=["batch:k/0"])
 
 
 def test_batch_with_bad_row_stores_nothing_and_names_the_index(store):

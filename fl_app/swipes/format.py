@@ -4,19 +4,25 @@
 the training marker, retention); what a row *is* lives here, so the layout below and the code
 that writes and reads it are read together.
 
-On-disk layout (schema_version 1):
+On-disk layout (schema_version 2; `MIGRATIONS` brings older files up to it when opened):
 
 - `meta(key TEXT PRIMARY KEY, value TEXT)`: `schema_version` and `trained_up_to` (the training
   marker, the newest row id a finished training round used).
 - `swipes`:
   - `id INTEGER PRIMARY KEY AUTOINCREMENT`: ids are never reused, even after deletions, so the
-    marker and the per-row split stay meaningful.
-  - `created_at REAL`: Unix epoch seconds (UTC).
+    marker and the per-row split stay meaningful; ids follow insertion order, which is the
+    store's only trusted order of time (see `fl_app.swipes.retention`).
+  - `created_at REAL`: Unix epoch seconds (UTC) of the device clock when stored. A value before
+    `CLOCK_FLOOR` means the clock was not set; such values, and values in the future, are
+    re-stamped by the first write that has a trusted clock (`fl_app.swipes.retention`).
   - `keyboard TEXT`: JSON of `Keyboard.to_spec()` (named layout or explicit geometry).
   - `points BLOB`: the (n, 3) trace as little-endian float64, row-major (x, y, t) triples,
     i.e. `arr.astype('<f8').tobytes()`: 24 bytes a point, exact, no parsing on read.
   - `n_points INTEGER`, `word TEXT`, `source TEXT` (`device`, `synthetic` or an importer's name).
-  - `idempotency_key TEXT UNIQUE` (NULL when not given).
+  - `idempotency_key TEXT UNIQUE` (NULL when not given): `single:<key>`, `batch:<key>/<i>` or a
+    raw key (`fl_app.swipes.keys`).
+  - `request_sha256 TEXT` (schema 2): the fingerprint of the request the row came with, when it
+    had a key (NULL for unkeyed rows and for rows stored by schema 1).
   - `split_u REAL`: `splitmix64(id) / 2**64` (53-bit), fixed at insert; a row is held out iff
     `split_u < heldout_fraction`, so the split depends only on the id and the fraction.
 
@@ -37,7 +43,7 @@ from fl_app.decoder.errors import InvalidKeyboardError, SwipeError
 from fl_app.decoder.keyboard import Keyboard, keyboard_from_spec
 from fl_app.decoder.swipe import Swipe, parse_swipe, validate_points, validate_word
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SPLITS = ("train", "heldout")
 _MASK64 = (1 << 64) - 1
 
@@ -52,10 +58,19 @@ CREATE TABLE IF NOT EXISTS swipes (
     word TEXT NOT NULL,
     source TEXT NOT NULL,
     idempotency_key TEXT UNIQUE,
-    split_u REAL NOT NULL DEFAULT 0.0
+    split_u REAL NOT NULL DEFAULT 0.0,
+    request_sha256 TEXT
 );
 CREATE INDEX IF NOT EXISTS swipes_created_at ON swipes(created_at);
 """
+
+# version -> the statements that bring a file of that version to the next one. Every step only
+# adds, so rows written by an older version read back unchanged.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # 1 -> 2: request fingerprints. Keys stay as stored: schema-1 keys cannot be sorted into the
+    # new namespaces (`s/0` was a single swipe's key or batch `s`'s first), so they remain raw.
+    1: ("ALTER TABLE swipes ADD COLUMN request_sha256 TEXT",),
+}
 
 
 def _splitmix64(x: int) -> int:

@@ -4,9 +4,12 @@ Why SQLite in WAL mode: the sidecar (writer) and a ClientApp process (reader) us
 at once; WAL lets readers run while a writer commits, and `busy_timeout` makes concurrent
 writers wait instead of failing.
 
-The on-disk layout (schema, row encoding, the per-row split) is `fl_app.swipes.format`; this
-module is the store that moves rows in and out: connections, transactions, the schema guard,
-appends with idempotency keys, reads by split, the training marker, deletion and retention.
+What it promises (threat model: docs/security-device-store.md): a write that returned is on
+stable storage (`synchronous=FULL`, read back on every connection); nothing a write returns is
+deleted by its own retention, and a write that cannot be kept whole is refused whole; one key
+names one body; deleted rows leave the database file and its WAL. The parts: `connection`
+(settings), `schema` (create, migrate), `format` (a row's bytes), `keys` (namespaces,
+fingerprints), `writes` (one write's rows), `retention` (what the limits delete, the clock rule).
 """
 
 from __future__ import annotations
@@ -25,34 +28,55 @@ from typing import Any
 
 from fl_app.decoder.errors import SwipeError
 from fl_app.decoder.swipe import DEFAULT_MAX_POINTS, Swipe
-from fl_app.swipes.format import (
-    SCHEMA_VERSION,
-    SPLITS,
-    SWIPES_SCHEMA,
-    RowCodec,
-    StoredSwipe,
-    split_u,
+from fl_app.swipes import retention
+from fl_app.swipes.connection import (
+    SYNCHRONOUS_LEVELS,
+    closed_on_failure,
+    create_owner_only,
+    open_connection,
+    read_settings,
+    truncate_wal,
 )
+from fl_app.swipes.errors import (
+    CapacityError,
+    IdempotencyConflictError,
+    StoreError,
+    StoreFullError,
+    StoreSchemaError,
+)
+from fl_app.swipes.format import SCHEMA_VERSION, SPLITS, RowCodec, StoredSwipe
+from fl_app.swipes.keys import (
+    EncodedRow,
+    Submission,
+    check_raw_key,
+    fingerprint,
+)
+from fl_app.swipes.schema import ensure_schema, read_version
+from fl_app.swipes.writes import insert_rows, submission_rows
+
+__all__ = [
+    "CapacityError",
+    "IdempotencyConflictError",
+    "StoreError",
+    "StoreFullError",
+    "StoreSchemaError",
+    "Submission",
+    "SwipeStore",
+]
 
 _MARKER_KEY = "trained_up_to"
-_MAX_KEY_LEN = 255
 _MAX_SOURCE_LEN = 64
-
-
-class StoreError(RuntimeError):
-    """The store file cannot be used (not a database, closed store, ...)."""
-
-
-class StoreSchemaError(StoreError):
-    """The file's schema is newer than this code understands (or unreadable)."""
+_SQLITE_FULL = 13
 
 
 class SwipeStore:
     """SQLite swipe store, safe for one writer and many readers across threads and processes.
 
-    Each thread (and each process after a fork) gets its own connection. `max_rows` and
-    `max_age_days` are retention limits applied after every append; `heldout_fraction` only
-    affects how rows are split when read, never what is stored.
+    Each thread (and each process after a fork) gets its own connection, each with the settings
+    of `fl_app.swipes.connection` verified. `max_rows` and `max_age_days` are retention limits
+    applied in every write (`fl_app.swipes.retention`); `heldout_fraction` only affects how rows
+    are split when read, never what is stored. `synchronous="NORMAL"` exists for benchmarks that
+    measure what FULL costs; it gives up durability on power loss.
     """
 
     def __init__(
@@ -65,6 +89,7 @@ class SwipeStore:
         heldout_fraction: float = 0.1,
         busy_timeout_s: float = 10.0,
         clock: Callable[[], float] = time.time,
+        synchronous: str = "FULL",
     ) -> None:
         if str(path) == ":memory:" or str(path).startswith("file:"):
             raise ValueError("SwipeStore needs a file path (connections are per thread)")
@@ -76,44 +101,36 @@ class SwipeStore:
             raise ValueError("max_age_days must be a positive number or None")
         if not (0.0 <= float(heldout_fraction) <= 1.0):
             raise ValueError("heldout_fraction must lie in [0, 1]")
+        if synchronous not in SYNCHRONOUS_LEVELS:
+            raise ValueError(f"synchronous must be one of {sorted(SYNCHRONOUS_LEVELS)}")
         self.path = Path(path)
         self.max_points = int(max_points)
         self.max_rows = None if max_rows is None else int(max_rows)
         self.max_age_days = None if max_age_days is None else float(max_age_days)
         self.heldout_fraction = float(heldout_fraction)
         self.busy_timeout_s = float(busy_timeout_s)
+        self.synchronous = synchronous
+        self._policy = retention.Policy(self.max_rows, self.max_age_days)
         self._clock = clock
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
         self._closed = False
+        self._wal_dirty = False  # a deletion's WAL truncation is still owed
         self._rows = RowCodec()
+        create_owner_only(self.path)
         self._init_schema()
 
     # -- connections and transactions ------------------------------------------------------
-
-    def _connect(self) -> sqlite3.Connection:
-        try:
-            conn = sqlite3.connect(
-                str(self.path),
-                timeout=self.busy_timeout_s,
-                isolation_level=None,  # we issue BEGIN/COMMIT ourselves
-                check_same_thread=False,  # close() may run in another thread
-            )
-            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            # Deleted swipes are user data: overwrite their pages instead of leaving them free.
-            conn.execute("PRAGMA secure_delete = ON")
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"cannot open swipe store {self.path}: {exc}") from exc
-        return conn
 
     def _conn(self) -> sqlite3.Connection:
         if self._closed:
             raise StoreError("swipe store is closed")
         conn = getattr(self._local, "conn", None)
         if conn is None or self._local.pid != os.getpid():
-            conn = self._connect()
+            conn = open_connection(
+                self.path, busy_timeout_s=self.busy_timeout_s, synchronous=self.synchronous
+            )
             self._local.conn, self._local.pid = conn, os.getpid()
             with self._conns_lock:
                 self._conns.append(conn)
@@ -121,19 +138,32 @@ class SwipeStore:
 
     @contextmanager
     def _tx(self, mode: str = "IMMEDIATE") -> Iterator[sqlite3.Connection]:
-        """One transaction; IMMEDIATE takes the write lock up front (no upgrade deadlocks)."""
+        """One transaction; IMMEDIATE takes the write lock up front (no upgrade deadlocks).
+
+        A full disk (SQLITE_FULL) becomes StoreFullError; the transaction is rolled back."""
         conn = self._conn()
-        conn.execute(f"BEGIN {mode}")
         try:
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            conn.execute(f"BEGIN {mode}")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL or "is full" in str(exc):
+                raise StoreFullError(f"swipe store {self.path} is full: {exc}") from exc
             raise
+
+    def settings(self) -> dict[str, object]:
+        """The calling thread's connection settings as SQLite reports them (synchronous, ...)."""
+        return read_settings(self._conn())
 
     def close(self) -> None:
         """Close every connection this store opened (call it when no thread uses the store)."""
+        if not self._closed and self._wal_dirty:
+            self._truncate_wal()
         self._closed = True
         with self._conns_lock:
             conns, self._conns = self._conns, []
@@ -151,58 +181,13 @@ class SwipeStore:
 
     # -- schema ------------------------------------------------------------------------------
 
-    def _read_version(self, conn: sqlite3.Connection) -> int | None:
-        has_meta = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
-        ).fetchone()
-        if not has_meta:
-            return None
-        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        if row is None:
-            return None
-        try:
-            return int(row[0])
-        except (TypeError, ValueError) as exc:
-            raise StoreSchemaError(f"{self.path}: unreadable schema_version {row[0]!r}") from exc
-
-    def _check_version(self, version: int) -> None:
-        if version > SCHEMA_VERSION:
-            raise StoreSchemaError(
-                f"{self.path} has swipe-store schema version {version}, newer than the "
-                f"{SCHEMA_VERSION} this code supports; upgrade swipe-fl to open it"
-            )
-
     def _init_schema(self) -> None:
-        try:
-            # Readers should not need the write lock: look first, create only if missing.
-            version = self._read_version(self._conn())
-            if version is None:
-                with self._tx() as conn:
-                    version = self._read_version(conn)  # another process may have won
-                    if version is None:
-                        conn.execute(
-                            "CREATE TABLE IF NOT EXISTS meta "
-                            "(key TEXT PRIMARY KEY, value TEXT NOT NULL)"
-                        )
-                        for stmt in SWIPES_SCHEMA.split(";"):
-                            if stmt.strip():
-                                conn.execute(stmt)
-                        conn.execute(
-                            "INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
-                            (str(SCHEMA_VERSION),),
-                        )
-                        version = SCHEMA_VERSION
-            self._check_version(version)
-        except sqlite3.DatabaseError as exc:
-            self.close()
-            raise StoreError(f"cannot open swipe store {self.path}: {exc}") from exc
-        except BaseException:
-            self.close()
-            raise
+        with closed_on_failure(self.close, self.path):
+            ensure_schema(self._conn(), self.path)
 
     @property
     def schema_version(self) -> int:
-        version = self._read_version(self._conn())
+        version = read_version(self._conn(), self.path)
         return SCHEMA_VERSION if version is None else version
 
     # -- writing -----------------------------------------------------------------------------
@@ -215,7 +200,7 @@ class SwipeStore:
         source: str = "device",
     ) -> int:
         """Store one labelled swipe; returns its id (the existing id for a known key)."""
-        return self._append([swipe], [idempotency_key], source, batch=False)[0]
+        return self._append_rows([swipe], [idempotency_key], source, batch=False)[0]
 
     def append_many(
         self,
@@ -224,23 +209,21 @@ class SwipeStore:
         idempotency_keys: Sequence[str | None] | None = None,
         source: str = "device",
     ) -> list[int]:
-        """Store swipes in one transaction: all or none.
+        """Store swipes in one transaction: all or none, each under its own raw key.
 
         A bad row raises its SwipeError subclass with `index` set (and `swipes[i]:` in the
         message). A key already stored (earlier, by another process, or earlier in this batch)
-        yields the existing id and stores nothing. Retention runs in the same transaction, so
-        with a tight `max_rows` returned ids may already be gone.
+        yields the existing id and stores nothing; stored with a different swipe, it raises
+        IdempotencyConflictError. Keys in the request namespaces (`single:`, `batch:`) are
+        refused: requests go through `append_submissions`.
         """
         items = list(items)
-        if idempotency_keys is None:
-            keys: list[str | None] = [None] * len(items)
-        else:
-            keys = list(idempotency_keys)
-            if len(keys) != len(items):
-                raise ValueError("idempotency_keys must have one entry per swipe")
-        return self._append(items, keys, source, batch=True)
+        keys = [None] * len(items) if idempotency_keys is None else list(idempotency_keys)
+        if len(keys) != len(items):
+            raise ValueError("idempotency_keys must have one entry per swipe")
+        return self._append_rows(items, keys, source, batch=True)
 
-    def _append(
+    def _append_rows(
         self,
         items: list[Swipe | dict[str, Any]],
         keys: list[str | None],
@@ -249,13 +232,36 @@ class SwipeStore:
         batch: bool,
     ) -> list[int]:
         for key in keys:
-            if key is not None and (not isinstance(key, str) or not key or len(key) > _MAX_KEY_LEN):
-                raise ValueError(f"idempotency keys must be 1..{_MAX_KEY_LEN} character strings")
-        if not isinstance(source, str) or not source or len(source) > _MAX_SOURCE_LEN:
-            raise ValueError(f"source must be a 1..{_MAX_SOURCE_LEN} character string")
-        if not items:
-            return []
-        # Validate everything before taking the write lock.
+            check_raw_key(key)
+        rows = self._encode(items, batch=batch)
+        prints = [
+            None if key is None else fingerprint([row], batch=False)
+            for row, key in zip(rows, keys, strict=True)
+        ]
+        return self._write(rows, keys, prints, source)
+
+    def append_submissions(
+        self, submissions: Sequence[Submission], *, source: str = "device"
+    ) -> list[list[int]]:
+        """Store several client requests in one transaction (group commit); their ids each.
+
+        Keys are namespaced per request (`fl_app.swipes.keys`); every keyed row stores its
+        request's fingerprint. Errors name the request: a SwipeError's `submission` and `index`
+        (the swipe within a batch), IdempotencyConflictError's `index` (the request).
+        """
+        rows, keys, prints, owner = submission_rows(submissions, self._encode)
+        try:
+            ids = self._write(rows, keys, prints, source)
+        except IdempotencyConflictError as exc:
+            raise IdempotencyConflictError(owner[exc.index]) from None
+        out, start = [], 0
+        for sub in submissions:
+            out.append(ids[start : start + len(sub.swipes)])
+            start += len(sub.swipes)
+        return out
+
+    def _encode(self, items: list[Swipe | dict[str, Any]], *, batch: bool) -> list[EncodedRow]:
+        """Validate every row before the write lock is taken."""
         rows = []
         for i, item in enumerate(items):
             try:
@@ -265,26 +271,27 @@ class SwipeStore:
                 if batch:
                     exc.args = (f"swipes[{i}]: {exc}",)
                 raise
+        return rows
+
+    def _write(
+        self,
+        rows: list[EncodedRow],
+        keys: list[str | None],
+        prints: list[str | None],
+        source: str,
+    ) -> list[int]:
+        if not isinstance(source, str) or not source or len(source) > _MAX_SOURCE_LEN:
+            raise ValueError(f"source must be a 1..{_MAX_SOURCE_LEN} character string")
+        if not rows:
+            return []
         now = float(self._clock())
-        ids: list[int] = []
         with self._tx() as conn:
-            for (kb_json, blob, n, word), key in zip(rows, keys, strict=True):
-                if key is not None:
-                    found = conn.execute(
-                        "SELECT id FROM swipes WHERE idempotency_key = ?", (key,)
-                    ).fetchone()
-                    if found is not None:
-                        ids.append(int(found[0]))
-                        continue
-                cur = conn.execute(
-                    "INSERT INTO swipes (created_at, keyboard, points, n_points, word, source,"
-                    " idempotency_key) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (now, kb_json, blob, n, word, source, key),
-                )
-                rid = int(cur.lastrowid or 0)
-                conn.execute("UPDATE swipes SET split_u = ? WHERE id = ?", (split_u(rid), rid))
-                ids.append(rid)
-            self._retention(conn)
+            ids = insert_rows(
+                conn, rows, keys, prints, source=source, now=now, max_rows=self.max_rows
+            )
+            deleted = retention.apply(conn, self._policy, now, keep=ids)
+        if deleted or self._wal_dirty:
+            self._truncate_wal()
         return ids
 
     # -- reading -----------------------------------------------------------------------------
@@ -420,52 +427,45 @@ class SwipeStore:
     # -- deletion and retention --------------------------------------------------------------
 
     def delete_all(self) -> int:
-        """Delete every swipe (the marker stays; ids are never reused)."""
+        """Delete every swipe, from the database file and its WAL (the marker stays; ids are
+        never reused)."""
         with self._tx() as conn:
             n = conn.execute("DELETE FROM swipes").rowcount
-        self._checkpoint()
+        self._truncate_wal()
         return n
 
     def delete_older_than(self, when: datetime) -> int:
-        """Delete rows created strictly before `when` (a naive datetime is taken as UTC)."""
+        """Delete rows stamped strictly before `when` (a naive datetime is taken as UTC).
+
+        Stamps are repaired first (`retention.restamp`) when the clock is believed; a row whose
+        time is still unknown (stored while the clock was unset) counts as old."""
         if when.tzinfo is None:
             when = when.replace(tzinfo=timezone.utc)
         with self._tx() as conn:
-            return conn.execute(
+            retention.restamp(conn, float(self._clock()))
+            n = conn.execute(
                 "DELETE FROM swipes WHERE created_at < ?", (when.timestamp(),)
             ).rowcount
+        if n or self._wal_dirty:
+            self._truncate_wal()
+        return n
 
     def enforce_retention(self) -> int:
-        """Apply max_age_days and max_rows (oldest ids go first); returns rows deleted."""
+        """Apply max_age_days and max_rows (`fl_app.swipes.retention`); returns rows deleted."""
         with self._tx() as conn:
-            return self._retention(conn)
+            n = retention.apply(conn, self._policy, float(self._clock()))
+        if n or self._wal_dirty:
+            self._truncate_wal()
+        return n
 
-    def _retention(self, conn: sqlite3.Connection) -> int:
-        # Cheap when nothing is due: min()/max() are index lookups, so appends stay fast.
-        deleted = 0
-        if self.max_age_days is not None:
-            cutoff = float(self._clock()) - self.max_age_days * 86400.0
-            oldest = conn.execute("SELECT min(created_at) FROM swipes").fetchone()[0]
-            if oldest is not None and oldest < cutoff:
-                deleted += conn.execute(
-                    "DELETE FROM swipes WHERE created_at < ?", (cutoff,)
-                ).rowcount
-        if self.max_rows is not None:
-            lo, hi = conn.execute("SELECT min(id), max(id) FROM swipes").fetchone()
-            if lo is not None and hi - lo + 1 > self.max_rows:
-                row = conn.execute(
-                    "SELECT id FROM swipes ORDER BY id DESC LIMIT 1 OFFSET ?", (self.max_rows,)
-                ).fetchone()
-                if row is not None:
-                    deleted += conn.execute("DELETE FROM swipes WHERE id <= ?", (row[0],)).rowcount
-        return deleted
-
-    def _checkpoint(self) -> None:
-        """Best effort: fold the WAL back so deleted rows' old pages leave the -wal file."""
+    def _truncate_wal(self) -> None:
+        """After deleting: fold the WAL into the file and cut it to zero bytes, so deleted rows'
+        old page images leave the -wal file. A reader holding an old snapshot can delay it;
+        then the next write (or close, or retention pass) tries again."""
         try:
-            self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        except sqlite3.OperationalError:
-            pass  # a busy reader; the next checkpoint will do it
+            self._wal_dirty = not truncate_wal(self._conn())
+        except (sqlite3.Error, StoreError):
+            self._wal_dirty = True
 
     # -- summary -----------------------------------------------------------------------------
 
@@ -483,8 +483,11 @@ class SwipeStore:
             "train": int(total) - int(heldout),
             "heldout": int(heldout),
             "new_since_training": int(new),
+            "trained": int(total) - int(new),
             "marker": marker,
             "max_id": int(max_id),
+            "max_rows": self.max_rows,
+            "max_age_days": self.max_age_days,
             "heldout_fraction": self.heldout_fraction,
             "schema_version": SCHEMA_VERSION,
         }

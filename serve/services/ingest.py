@@ -2,14 +2,16 @@
 
 Requests are validated on the event loop (so a bad swipe gets its 422 at once and never
 reaches the writer), then queued. One writer thread takes every request waiting and commits
-all their swipes in *one* SQLite transaction (``SwipeStore.append_many``), then resolves each
-request's future with its ids. A request's ``202`` is sent only after that future resolves,
+all their swipes in *one* SQLite transaction (``SwipeStore.append_submissions``), then resolves
+each request's future with its ids. A request's ``202`` is sent only after that future resolves,
 so an acknowledged swipe is on disk; a crash before the commit loses only unacknowledged
 ones. Concurrent requests share one commit (and its fsync): durable and fast at once.
 
 If a combined commit fails, each request is retried in its own transaction so one request's
-problem cannot fail another. ``close()`` commits everything queued before it returns; requests
-arriving after it are refused with 503.
+problem cannot fail another: a reused key with another body (409), a batch larger than the
+store's ``max_rows`` (413) or a full disk (507) is that request's answer alone, and it stored
+nothing. ``close()`` commits everything queued before it returns; requests arriving after it are
+refused with 503.
 """
 
 from __future__ import annotations
@@ -24,7 +26,14 @@ from dataclasses import dataclass
 
 from fl_app.decoder.errors import SwipeError
 from fl_app.decoder.swipe import Swipe
-from fl_app.swipes.store import StoreError, SwipeStore
+from fl_app.swipes.store import (
+    CapacityError,
+    IdempotencyConflictError,
+    StoreError,
+    StoreFullError,
+    Submission,
+    SwipeStore,
+)
 
 from ..errors import ApiError, invalid_swipe
 from .metrics import Metrics
@@ -34,8 +43,7 @@ log = logging.getLogger("serve.ingest")
 
 @dataclass
 class _Request:
-    swipes: list[Swipe]
-    keys: list[str | None]
+    submission: Submission
     future: asyncio.Future
     loop: asyncio.AbstractEventLoop
 
@@ -76,8 +84,10 @@ class Ingest:
             self._thread.join()
             self._thread = None
 
-    async def submit(self, swipes: list[Swipe], keys: list[str | None]) -> list[int]:
-        """Queue swipes for the next group commit; return their ids once committed."""
+    async def submit(
+        self, swipes: list[Swipe], idempotency_key: str | None, *, batch: bool
+    ) -> list[int]:
+        """Queue one request's swipes for the next group commit; their ids once committed."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future = loop.create_future()
         with self._lock:
@@ -87,7 +97,8 @@ class Ingest:
                     "the sidecar is shutting down",
                     headers={"Retry-After": "1"},
                 )
-            self._queue.put(_Request(swipes, keys, future, loop))
+            submission = Submission(swipes, idempotency_key, batch)
+            self._queue.put(_Request(submission, future, loop))
         # Shielded: a cancelled request (client gone) must not cancel the shared commit.
         return await asyncio.shield(future)
 
@@ -98,7 +109,7 @@ class Ingest:
             first = self._queue.get()
             if first is None:
                 return
-            group, n, stop = [first], len(first.swipes), False
+            group, n, stop = [first], len(first.submission.swipes), False
             while n < self.max_group:
                 try:
                     more = self._queue.get_nowait()
@@ -108,18 +119,16 @@ class Ingest:
                     stop = True
                     break
                 group.append(more)
-                n += len(more.swipes)
+                n += len(more.submission.swipes)
             self._commit(group)
             if stop:
                 return
 
     def _commit(self, group: list[_Request]) -> None:
-        swipes = [s for r in group for s in r.swipes]
-        keys = [k for r in group for k in r.keys]
         t0 = time.perf_counter()
         try:
             before = self.swipes.max_id()
-            ids = self.swipes.append_many(swipes, idempotency_keys=keys, source="device")
+            ids = self.swipes.append_submissions([r.submission for r in group], source="device")
         except Exception as exc:
             if len(group) > 1:
                 for request in group:
@@ -129,28 +138,42 @@ class Ingest:
             return
         self.metrics.commit_latency.observe(time.perf_counter() - t0)
         # Ids above the previous maximum are new rows; others were stored before (same key).
-        added = len({i for i in ids if i > before})
-        self.metrics.commit_group.observe(len(swipes))
+        added = len({i for part in ids for i in part if i > before})
+        self.metrics.commit_group.observe(sum(len(part) for part in ids))
         self.metrics.swipes_stored.inc(added)
         self.stored += added
         self.commits += 1
-        start = 0
-        for request in group:
-            part = ids[start : start + len(request.swipes)]
-            start += len(request.swipes)
+        for request, part in zip(group, ids, strict=True):
             request.loop.call_soon_threadsafe(_deliver, request.future, part, None)
 
     def _fail(self, request: _Request, exc: Exception) -> None:
-        if isinstance(exc, SwipeError):
-            error: ApiError = invalid_swipe(exc)
-        elif isinstance(exc, ValueError):
-            error = ApiError("INVALID_REQUEST", str(exc))
-        elif isinstance(exc, (StoreError, sqlite3.Error, OSError)):
-            log.error("swipe commit failed", extra={"error_type": type(exc).__name__})
-            error = ApiError(
-                "STORE_UNAVAILABLE", "the swipe store is unavailable", headers={"Retry-After": "1"}
-            )
-        else:
-            log.error("swipe commit failed", extra={"error_type": type(exc).__name__})
-            error = ApiError("INTERNAL", "swipe commit failed")
-        request.loop.call_soon_threadsafe(_deliver, request.future, None, error)
+        request.loop.call_soon_threadsafe(_deliver, request.future, None, _answer(exc))
+
+
+def _answer(exc: Exception) -> ApiError:
+    """The error answer for a request whose commit failed alone (it stored nothing)."""
+    if isinstance(exc, SwipeError):
+        return invalid_swipe(exc)
+    if isinstance(exc, IdempotencyConflictError):
+        return ApiError(
+            "IDEMPOTENCY_CONFLICT",
+            "this Idempotency-Key was already used with a different body; nothing was stored",
+        )
+    if isinstance(exc, CapacityError):
+        return ApiError(
+            "PAYLOAD_TOO_LARGE",
+            f"{exc.rows} swipes cannot fit in the swipe store (SWIPEFL_RETENTION_MAX_ROWS="
+            f"{exc.max_rows}); nothing was stored",
+            reason="EXCEEDS_STORE_CAPACITY",
+        )
+    if isinstance(exc, StoreFullError):
+        log.error("swipe commit failed: storage full")
+        return ApiError("STORE_FULL", "the device's storage is full; nothing was stored")
+    if isinstance(exc, ValueError):
+        return ApiError("INVALID_REQUEST", str(exc))
+    log.error("swipe commit failed", extra={"error_type": type(exc).__name__})
+    if isinstance(exc, (StoreError, sqlite3.Error, OSError)):
+        return ApiError(
+            "STORE_UNAVAILABLE", "the swipe store is unavailable", headers={"Retry-After": "1"}
+        )
+    return ApiError("INTERNAL", "swipe commit failed")

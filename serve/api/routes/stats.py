@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from ...schemas import Stats
+from ...schemas import Stats, SwipeCounts
 from ..deps import ServicesDep
 from .common import finite
 from .model import model_status
@@ -17,7 +17,7 @@ def stats(services: ServicesDep) -> Stats:
     counts = services.swipes.stats()
     job = services.personalizer.latest()
     return Stats(
-        swipes={k: counts[k] for k in ("total", "new_since_training", "train", "heldout")},
+        swipes=SwipeCounts.model_validate(counts),
         predictions_served=services.predictor.served,
         swipes_stored_since_start=services.ingest.stored,
         model=model_status(services),

@@ -19,7 +19,7 @@ router = APIRouter(prefix="/api/v1", tags=["swipes"], dependencies=[TokenDep])
     "/swipes",
     status_code=202,
     response_model=SwipesAccepted,
-    responses=errors(401, 413, 422, 503),
+    responses=errors(401, 409, 413, 422, 503, 507),
 )
 async def store_swipes(
     body: SwipesBody,
@@ -31,7 +31,8 @@ async def store_swipes(
             min_length=1,
             max_length=200,
             pattern=r"^[\x21-\x7e]+$",
-            description="a retried request with the same key stores nothing twice",
+            description="a retried request with the same key and body returns the same ids and"
+            " stores nothing twice; the same key with another body gets 409",
         ),
     ] = None,
 ) -> SwipesAccepted:
@@ -49,13 +50,7 @@ async def store_swipes(
         parser.parse(item.to_contract(), require_word=True, index=i if batch else None)
         for i, item in enumerate(items)
     ]
-    if idempotency_key is None:
-        keys: list[str | None] = [None] * len(swipes)
-    elif batch:
-        keys = [f"{idempotency_key}/{i}" for i in range(len(swipes))]
-    else:
-        keys = [idempotency_key]
-    ids = await services.ingest.submit(swipes, keys)
+    ids = await services.ingest.submit(swipes, idempotency_key, batch=batch)
     return SwipesAccepted(ids=ids)
 
 
