@@ -57,9 +57,9 @@ from fl_app.decoder.spec import model_arrays
 from fl_app.decoder.training import SwipeDataset, TrainConfig, train
 from fl_app.federation.config import compose, finalize
 from fl_app.federation.data import ensure_synthetic_store, spec_lexicon
+from fl_app.federation.evaluation import Evaluator, evaluation_swipes
 from fl_app.federation.experiment import run_experiment
 from fl_app.federation.run_config import RunConfig
-from fl_app.federation.evaluation import Evaluator, evaluation_swipes
 from fl_app.federation.server import make_store
 from fl_app.swipes.store import SwipeStore
 from fl_app.synthetic.centralized import user_swipes
