@@ -479,3 +479,20 @@ def test_writer_process_and_reader_at_once(tmp_path):
         assert len(rows) == n == reader.count()
         assert sorted(r.idempotency_key for r in rows) == sorted(f"w-{i}" for i in range(n))
         assert [r.id for r in rows] == sorted({r.id for r in rows})
+
+
+def test_the_newest_split_holds_out_the_last_rows_by_order(tmp_path):
+    """split_rule="newest": the held-out rows are the newest 20% by row order (what a person
+    swiped after the rows a model trained on), and they move on as rows arrive."""
+    from fl_app.swipes.store import SwipeStore
+
+    swipes = [swipe(w) for w in ("one", "two", "three", "four", "five") * 2]
+    with SwipeStore(tmp_path / "s.sqlite", heldout_fraction=0.2, split_rule="newest") as store:
+        ids = store.append_many(swipes)
+        assert [r.id for r in store.load(split="heldout")] == ids[-2:]
+        assert [r.id for r in store.load(split="train")] == ids[:-2]
+        assert store.stats()["heldout"] == 2 and store.count(split="train") == 8
+        more = store.append_many([swipe(w) for w in ("six", "seven", "eight", "nine", "ten")])
+        assert [r.id for r in store.load(split="heldout")] == more[-3:]  # round(15 x 0.2)
+    with pytest.raises(ValueError, match="split_rule"):
+        SwipeStore(tmp_path / "t.sqlite", split_rule="random")

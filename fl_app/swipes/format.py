@@ -33,6 +33,7 @@ reaches training.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -194,3 +195,70 @@ def _as_points(points: Any) -> np.ndarray:
     if arr.ndim != 2 or arr.shape[1] != 3:
         raise SwipeError("points must be an (n, 3) array of x, y, t numbers")
     return arr
+
+
+SPLIT_RULES = ("hash", "newest")
+
+
+def check_settings(
+    max_points: int,
+    max_rows: int | None,
+    max_age_days: float | None,
+    heldout_fraction: float,
+    split_rule: str,
+) -> None:
+    """Refuse store settings that make no sense, before any file is touched."""
+    if int(max_points) < 2:
+        raise ValueError("max_points must be at least 2")
+    if max_rows is not None and int(max_rows) < 1:
+        raise ValueError("max_rows must be positive or None")
+    if max_age_days is not None and not (math.isfinite(max_age_days) and max_age_days > 0):
+        raise ValueError("max_age_days must be a positive number or None")
+    if not (0.0 <= float(heldout_fraction) <= 1.0):
+        raise ValueError("heldout_fraction must lie in [0, 1]")
+    if split_rule not in SPLIT_RULES:
+        raise ValueError(f"split_rule must be one of {SPLIT_RULES}, got {split_rule!r}")
+
+
+def split_predicates(conn: Any, rule: str, fraction: float) -> tuple[str, str, list[Any]]:
+    """SQL for (held-out rows, training rows) and their one parameter under a split rule:
+    "hash", `split_u < fraction` (a row keeps its side forever); "newest", the newest
+    round(rows x fraction) rows by id (what a person swiped after the rest)."""
+    if rule == "hash":
+        return "split_u < ?", "split_u >= ?", [fraction]
+    total = int(conn.execute("SELECT count(*) FROM swipes").fetchone()[0])
+    newest = round(total * fraction)
+    row = conn.execute(
+        "SELECT id FROM swipes ORDER BY id DESC LIMIT 1 OFFSET ?", (max(newest - 1, 0),)
+    ).fetchone()
+    boundary = int(row[0]) if newest and row is not None else 2**62
+    return "id >= ?", "id < ?", [boundary]
+
+
+def row_counts(conn: Any, rule: str, fraction: float, marker: int) -> tuple[int, int, int, int]:
+    """(rows, held-out rows, rows newer than the training marker, newest id) in one query."""
+    heldout, _, params = split_predicates(conn, rule, fraction)
+    total, held, new, max_id = conn.execute(
+        f"SELECT count(*), coalesce(sum({heldout}), 0), coalesce(sum(id > ?), 0),"
+        " coalesce(max(id), 0) FROM swipes",
+        (*params, marker),
+    ).fetchone()
+    return int(total), int(held), int(new), int(max_id)
+
+
+def where_clause(
+    conn: Any, rule: str, fraction: float, split: str | None, marker: int | None
+) -> tuple[str, list[Any]]:
+    """The WHERE clause (and parameters) of rows in `split` (None: all), newer than `marker`."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if split is not None:
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS} or None, got {split!r}")
+        heldout, train, split_params = split_predicates(conn, rule, fraction)
+        clauses.append(heldout if split == "heldout" else train)
+        params.extend(split_params)
+    if marker is not None:
+        clauses.append("id > ?")
+        params.append(marker)
+    return (" AND ".join(clauses) or "1"), params

@@ -14,7 +14,6 @@ fingerprints), `writes` (one write's rows), `retention` (what the limits delete,
 
 from __future__ import annotations
 
-import math
 import os
 import sqlite3
 import threading
@@ -44,7 +43,14 @@ from fl_app.swipes.errors import (
     StoreFullError,
     StoreSchemaError,
 )
-from fl_app.swipes.format import SCHEMA_VERSION, SPLITS, RowCodec, StoredSwipe
+from fl_app.swipes.format import (
+    SCHEMA_VERSION,
+    RowCodec,
+    StoredSwipe,
+    check_settings,
+    row_counts,
+    where_clause,
+)
 from fl_app.swipes.keys import (
     EncodedRow,
     Submission,
@@ -75,7 +81,10 @@ class SwipeStore:
     Each thread (and each process after a fork) gets its own connection, each with the settings
     of `fl_app.swipes.connection` verified. `max_rows` and `max_age_days` are retention limits
     applied in every write (`fl_app.swipes.retention`); `heldout_fraction` only affects how rows
-    are split when read, never what is stored. `synchronous="NORMAL"` exists for benchmarks that
+    are split when read, never what is stored. `split_rule` says which rows are held out:
+    "hash", a fixed pseudo-random share by row id (rows keep their side forever), or "newest",
+    the newest share by row order (judging a model on what a person swiped after the rows it
+    trained on, as a keyboard is used). `synchronous="NORMAL"` exists for benchmarks that
     measure what FULL costs; it gives up durability on power loss.
     """
 
@@ -90,17 +99,11 @@ class SwipeStore:
         busy_timeout_s: float = 10.0,
         clock: Callable[[], float] = time.time,
         synchronous: str = "FULL",
+        split_rule: str = "hash",
     ) -> None:
         if str(path) == ":memory:" or str(path).startswith("file:"):
             raise ValueError("SwipeStore needs a file path (connections are per thread)")
-        if int(max_points) < 2:
-            raise ValueError("max_points must be at least 2")
-        if max_rows is not None and int(max_rows) < 1:
-            raise ValueError("max_rows must be positive or None")
-        if max_age_days is not None and not (math.isfinite(max_age_days) and max_age_days > 0):
-            raise ValueError("max_age_days must be a positive number or None")
-        if not (0.0 <= float(heldout_fraction) <= 1.0):
-            raise ValueError("heldout_fraction must lie in [0, 1]")
+        check_settings(max_points, max_rows, max_age_days, heldout_fraction, split_rule)
         if synchronous not in SYNCHRONOUS_LEVELS:
             raise ValueError(f"synchronous must be one of {sorted(SYNCHRONOUS_LEVELS)}")
         self.path = Path(path)
@@ -108,6 +111,7 @@ class SwipeStore:
         self.max_rows = None if max_rows is None else int(max_rows)
         self.max_age_days = None if max_age_days is None else float(max_age_days)
         self.heldout_fraction = float(heldout_fraction)
+        self.split_rule = split_rule
         self.busy_timeout_s = float(busy_timeout_s)
         self.synchronous = synchronous
         self._policy = retention.Policy(self.max_rows, self.max_age_days)
@@ -296,24 +300,16 @@ class SwipeStore:
 
     # -- reading -----------------------------------------------------------------------------
 
-    def _where(self, split: str | None, marker: int | None) -> tuple[str, list[Any]]:
-        clauses: list[str] = []
-        params: list[Any] = []
-        if split is not None:
-            if split not in SPLITS:
-                raise ValueError(f"split must be one of {SPLITS} or None, got {split!r}")
-            clauses.append("split_u < ?" if split == "heldout" else "split_u >= ?")
-            params.append(self.heldout_fraction)
-        if marker is not None:
-            clauses.append("id > ?")
-            params.append(marker)
-        return (" AND ".join(clauses) or "1"), params
+    def _where(
+        self, conn: sqlite3.Connection, split: str | None, marker: int | None
+    ) -> tuple[str, list[Any]]:
+        return where_clause(conn, self.split_rule, self.heldout_fraction, split, marker)
 
     def count(self, *, split: str | None = None, new_only: bool = False) -> int:
         """Rows in a split (None: all); new_only counts rows newer than the training marker."""
         with self._tx("DEFERRED") as conn:
             marker = self._marker(conn) if new_only else None
-            where, params = self._where(split, marker)
+            where, params = self._where(conn, split, marker)
             return int(
                 conn.execute(f"SELECT count(*) FROM swipes WHERE {where}", params).fetchone()[0]
             )
@@ -336,7 +332,7 @@ class SwipeStore:
             raise ValueError("batch_size must be positive")
         with self._tx("DEFERRED") as conn:
             marker = self._marker(conn) if new_only else None
-            where, params = self._where(split, marker)  # validates split eagerly
+            where, params = self._where(conn, split, marker)  # validates split eagerly
             upper = conn.execute("SELECT max(id) FROM swipes").fetchone()[0]
         if upper is not None and up_to_id is not None:
             upper = min(upper, int(up_to_id))
@@ -446,17 +442,18 @@ class SwipeStore:
             n = conn.execute(
                 "DELETE FROM swipes WHERE created_at < ?", (when.timestamp(),)
             ).rowcount
-        if n or self._wal_dirty:
-            self._truncate_wal()
-        return n
+        return self._after_delete(n)
 
     def enforce_retention(self) -> int:
         """Apply max_age_days and max_rows (`fl_app.swipes.retention`); returns rows deleted."""
         with self._tx() as conn:
             n = retention.apply(conn, self._policy, float(self._clock()))
-        if n or self._wal_dirty:
+        return self._after_delete(n)
+
+    def _after_delete(self, deleted: int) -> int:
+        if deleted or self._wal_dirty:
             self._truncate_wal()
-        return n
+        return deleted
 
     def _truncate_wal(self) -> None:
         """After deleting: fold the WAL into the file and cut it to zero bytes, so deleted rows'
@@ -473,11 +470,9 @@ class SwipeStore:
         """Counts for logs and the sidecar's status endpoint (no words, no traces)."""
         with self._tx("DEFERRED") as conn:
             marker = self._marker(conn)
-            total, heldout, new, max_id = conn.execute(
-                "SELECT count(*), coalesce(sum(split_u < ?), 0), coalesce(sum(id > ?), 0),"
-                " coalesce(max(id), 0) FROM swipes",
-                (self.heldout_fraction, marker),
-            ).fetchone()
+            total, heldout, new, max_id = row_counts(
+                conn, self.split_rule, self.heldout_fraction, marker
+            )
         return {
             "total": int(total),
             "train": int(total) - int(heldout),
@@ -489,5 +484,6 @@ class SwipeStore:
             "max_rows": self.max_rows,
             "max_age_days": self.max_age_days,
             "heldout_fraction": self.heldout_fraction,
+            "split_rule": self.split_rule,
             "schema_version": SCHEMA_VERSION,
         }
