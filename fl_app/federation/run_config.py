@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, get_args
 
 from fl_app.decoder.spec import DecoderSpec
+from fl_app.decoder.spec_bounds import DecoderSpecError
 from fl_app.federation.fields import Fields
 
 LrSchedule = Literal["constant", "cosine"]
@@ -212,7 +213,7 @@ def read_run_config(plain: dict[str, Any]) -> RunConfig:
 
 
 def _decoder(model: Fields, data: DataConfig) -> DecoderSpec:
-    return DecoderSpec(
+    spec = DecoderSpec(
         language=data.language,
         lexicon_size=data.lexicon_size,
         conv_channels=model.integer("conv_channels"),
@@ -220,6 +221,10 @@ def _decoder(model: Fields, data: DataConfig) -> DecoderSpec:
         gru_layers=model.integer("gru_layers"),
         dropout=model.number("dropout"),
     )
+    try:  # the bounds every reader of a manifest applies: refuse here, not on every client
+        return spec.check()
+    except DecoderSpecError as exc:
+        raise ConfigError(f"config model: {exc}") from None
 
 
 def _strategy(s: Fields) -> StrategyConfig:
