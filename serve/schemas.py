@@ -156,6 +156,11 @@ class ModelStatus(BaseModel):
     last_check_at: float | None = None
     last_check: dict[str, Any] | None = None
     last_refused: dict[str, Any] | None = None
+    refused_releases: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="releases refused and not retried by the watcher, newest first (kept "
+        "across restarts): run_id, round, sha256, reason, message, at",
+    )
     reloads: int = 0
     refused: int = 0
 

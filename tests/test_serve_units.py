@@ -136,7 +136,7 @@ def test_build_decoder_checks():
     wrong["decoder"] = {**wrong["decoder"], "spec_version": 99}
     with pytest.raises(CheckpointRefused) as err:
         build_decoder(wrong, tensors, None)
-    assert err.value.reason == "mismatch"
+    assert err.value.reason == "spec_malformed"  # an unknown spec version
 
 
 def test_manager_refuses_and_keeps_serving(tmp_path):

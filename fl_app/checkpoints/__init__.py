@@ -17,11 +17,16 @@ from .errors import (
     CheckpointCorrupt,
     CheckpointError,
     CheckpointNotFound,
+    DownloadTimeout,
+    DownloadTooLarge,
+    PointerMalformed,
     StoreUnavailable,
+    UnsupportedFormat,
 )
 from .format import FORMAT_VERSION, MANIFEST_FILE, MODEL_FILE
+from .limits import ReadLimit
 from .local import LocalDirBackend
-from .release import HISTORY_KEY, RELEASE_KEY
+from .release import HISTORY_KEY, RELEASE_KEY, check_pointer
 from .resilient import ResilientCheckpointWriter
 from .s3 import S3Backend
 from .store import (
@@ -65,17 +70,23 @@ __all__ = [
     "CheckpointRef",
     "CheckpointStore",
     "DEFAULT_LOCAL_ROOT",
+    "DownloadTimeout",
+    "DownloadTooLarge",
     "FORMAT_VERSION",
     "HISTORY_KEY",
     "LocalDirBackend",
     "MANIFEST_FILE",
     "MODEL_FILE",
+    "PointerMalformed",
     "PreparedCheckpoint",
     "RELEASE_KEY",
+    "ReadLimit",
     "ResilientCheckpointWriter",
     "S3Backend",
     "STORE_KINDS",
     "StoreUnavailable",
+    "UnsupportedFormat",
+    "check_pointer",
     "check_run_id",
     "checkpoint_path",
     "store_from_config",

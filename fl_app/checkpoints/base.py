@@ -9,12 +9,16 @@ from __future__ import annotations
 import re
 import secrets
 from datetime import datetime, timezone
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from .errors import CheckpointError
 
+if TYPE_CHECKING:  # pragma: no cover
+    from .limits import ReadLimit
+
 _SEGMENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]*$")
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+RUNS_PREFIX = "runs/"
 
 
 @runtime_checkable
@@ -24,8 +28,12 @@ class Backend(Protocol):
     def put_bytes(self, key: str, data: bytes) -> None:
         """Store ``data`` under ``key`` (replacing it); a reader sees the old or the new bytes."""
 
-    def get_bytes(self, key: str) -> bytes:
-        """Return the bytes under ``key``; raise ``CheckpointNotFound`` when there are none."""
+    def get_bytes(self, key: str, *, limit: ReadLimit | None = None) -> bytes:
+        """Return the bytes under ``key``; raise ``CheckpointNotFound`` when there are none.
+
+        ``limit``: refuse a file above ``limit.max_bytes`` (``DownloadTooLarge``) without
+        holding it, and stop at ``limit.deadline`` (``DownloadTimeout``); see ``limits.py``.
+        """
 
     def exists(self, key: str) -> bool:
         """Whether an object is stored under ``key``."""
@@ -76,6 +84,11 @@ def check_round(server_round: int) -> int:
     if isinstance(server_round, bool) or not isinstance(server_round, int) or server_round < 0:
         raise CheckpointError(f"invalid server round {server_round!r}: a non-negative int")
     return server_round
+
+
+def checkpoint_path(run_id: str, server_round: int) -> str:
+    """The store path of a checkpoint: ``runs/<run-id>/round-0003``."""
+    return f"{RUNS_PREFIX}{check_run_id(run_id)}/round-{check_round(server_round):04d}"
 
 
 def normalize_prefix(prefix: str | None) -> str:

@@ -69,7 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="print a checkpoint's manifest (default: newest round)")
     show.add_argument("run", help="run id")
     show.add_argument("round", nargs="?", type=_round, help="server round (default: newest)")
-    show.add_argument("--verify", action="store_true", help="also check the files' sha256")
+    show.add_argument(
+        "--verify",
+        action="store_true",
+        help="also check the files' sha256 and the decoder section's bounds",
+    )
     promote = sub.add_parser("promote", help="release this checkpoint and pin the pointer")
     promote.add_argument("run", help="run id")
     promote.add_argument("round", type=_round, help="server round")
@@ -104,9 +108,28 @@ def _cmd_ls(store: CheckpointStore, args: argparse.Namespace) -> None:
         print("(* = released)")
 
 
+def _check_decoder(manifest: dict[str, Any]) -> None:
+    """``CheckpointError`` when the decoder section is one every sidecar refuses (sizes beyond
+    what the project may ship, bad types); a checkpoint without one is not judged here."""
+    section = manifest.get("decoder")
+    if section is None:
+        return
+    from fl_app.decoder.spec import DecoderSpec  # torch: only for the commands that need it
+    from fl_app.decoder.spec_bounds import DecoderSpecError
+
+    try:
+        DecoderSpec.from_manifest(section)
+    except DecoderSpecError as exc:
+        raise CheckpointError(
+            f"checkpoint {manifest.get('path')}: sidecars refuse its decoder section "
+            f"({exc.reason}: {exc})"
+        ) from None
+
+
 def _cmd_show(store: CheckpointStore, args: argparse.Namespace) -> None:
     if args.verify:
         manifest = store.verify(args.run, args.round)
+        _check_decoder(manifest)
     else:
         manifest = store.load_manifest(args.run, args.round)
     release = store.read_release()
@@ -114,13 +137,14 @@ def _cmd_show(store: CheckpointStore, args: argparse.Namespace) -> None:
     if release and (release["run_id"], release["round"]) == (manifest["run_id"], manifest["round"]):
         notes.append("released" + (", pinned" if release.get("pinned") else ""))
     if args.verify:
-        notes.append("sha256 verified")
+        notes.append("sha256 verified, decoder section within bounds")
     suffix = f" ({'; '.join(notes)})" if notes else ""
     print(f"checkpoint {manifest['path']}{suffix}")
     print(json.dumps(manifest, indent=2, sort_keys=True))
 
 
 def _cmd_promote(store: CheckpointStore, args: argparse.Namespace) -> None:
+    _check_decoder(store.load_manifest(args.run, args.round))
     pointer = store.promote(args.run, args.round)
     print(f"release -> {_describe_pointer(pointer)}")
 

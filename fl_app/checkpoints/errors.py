@@ -35,3 +35,29 @@ class CheckpointAuthError(CheckpointError):
     """The store refused the credentials or the permission (HTTP 401/403); never retried."""
 
     code = "CHECKPOINT_AUTH"
+
+
+class DownloadTooLarge(CheckpointError):
+    """A file is larger than the reader's byte cap (``ReadLimit.max_bytes``); nothing past the
+    cap was read."""
+
+    code = "DOWNLOAD_TOO_LARGE"
+
+
+class DownloadTimeout(StoreUnavailable):
+    """A download did not finish before its whole-download deadline (a slow or stalled store:
+    an outage, tried again later)."""
+
+    code = "DOWNLOAD_TIMEOUT"
+
+
+class PointerMalformed(CheckpointCorrupt):
+    """The release pointer is not what a pointer must be (fields, types, its path)."""
+
+    code = "POINTER_MALFORMED"
+
+
+class UnsupportedFormat(CheckpointCorrupt):
+    """A pointer or manifest of a ``format_version`` this code does not know."""
+
+    code = "UNSUPPORTED_FORMAT"

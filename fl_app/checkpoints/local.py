@@ -8,6 +8,7 @@ from pathlib import Path
 from .base import check_key, check_prefix
 from .errors import CheckpointError, CheckpointNotFound, StoreUnavailable
 from .format import TMP_MARK, write_atomic
+from .limits import ReadLimit
 
 
 class LocalDirBackend:
@@ -38,10 +39,18 @@ class LocalDirBackend:
         except OSError as exc:
             raise self._unavailable("write", key, exc) from exc
 
-    def get_bytes(self, key: str) -> bytes:
+    def get_bytes(self, key: str, *, limit: ReadLimit | None = None) -> bytes:
         path = self._path(key)
         try:
-            return path.read_bytes()
+            if limit is None:
+                return path.read_bytes()
+            limit.check_deadline(key)
+            with path.open("rb") as fh:
+                limit.check_size(os.fstat(fh.fileno()).st_size, key)  # its size first
+                cap = limit.max_bytes
+                data = fh.read() if cap is None else fh.read(cap + 1)  # it may have grown
+            limit.check_size(len(data), key)
+            return data
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
             raise CheckpointNotFound(f"{key} not found in {self.describe()}") from exc
         except OSError as exc:

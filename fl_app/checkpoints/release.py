@@ -20,10 +20,19 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from typing import TYPE_CHECKING, Any
 
-from .errors import CheckpointCorrupt, CheckpointError, CheckpointNotFound
+from .base import checkpoint_path
+from .errors import (
+    CheckpointCorrupt,
+    CheckpointError,
+    CheckpointNotFound,
+    PointerMalformed,
+    UnsupportedFormat,
+)
 from .format import FORMAT_VERSION, decode_json, encode_json, encode_json_line, to_jsonable, utc_now
+from .limits import MAX_POINTER_BYTES, ReadLimit
 
 if TYPE_CHECKING:  # pragma: no cover
     from .base import Backend
@@ -32,6 +41,35 @@ log = logging.getLogger(__name__)
 
 RELEASE_KEY = "releases/latest.json"
 HISTORY_KEY = "releases/history.jsonl"
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+def check_pointer(pointer: dict[str, Any]) -> dict[str, Any]:
+    """``pointer`` if it is a release pointer a reader can follow, else ``PointerMalformed``
+    (or ``UnsupportedFormat`` for another ``format_version``), naming the bad field.
+
+    Its ``path`` must be the one its run and round imply: a pointer names a checkpoint of this
+    store, never another place. Fields beyond the five checked are informational.
+    """
+    version = pointer.get("format_version")
+    if isinstance(version, int) and not isinstance(version, bool) and version != FORMAT_VERSION:
+        raise UnsupportedFormat(
+            f"release pointer has format_version {version}; this reader knows {FORMAT_VERSION}"
+        )
+    if version != FORMAT_VERSION:
+        raise PointerMalformed(f"release pointer's format_version is {version!r}")
+    try:
+        expected = checkpoint_path(pointer.get("run_id"), pointer.get("round"))  # type: ignore[arg-type]
+    except CheckpointError as exc:
+        raise PointerMalformed(f"release pointer: {exc}") from None
+    if pointer.get("path") != expected:
+        raise PointerMalformed(
+            f"release pointer's path {pointer.get('path')!r} is not {expected!r}"
+        )
+    sha = pointer.get("sha256")
+    if not isinstance(sha, str) or not _SHA256_RE.match(sha):
+        raise PointerMalformed(f"release pointer's sha256 {sha!r} is not 64 lower-case hex digits")
+    return pointer
 
 
 def _ref(obj: dict[str, Any]) -> dict[str, Any]:
@@ -81,10 +119,15 @@ class ReleaseMixin:
         def round_metrics(self, run_id: str, server_round: int) -> dict: ...
         def describe(self) -> str: ...
 
-    def read_release(self) -> dict[str, Any] | None:
-        """The current release pointer, or None when nothing was released yet."""
+    def read_release(self, limit: ReadLimit | None = None) -> dict[str, Any] | None:
+        """The current release pointer, or None when nothing was released yet.
+
+        Read with at most ``MAX_POINTER_BYTES`` (and ``limit``'s deadline); ``check_pointer``
+        is the strict check for a reader that follows it.
+        """
+        limit = (limit or ReadLimit()).capped(MAX_POINTER_BYTES)
         try:
-            data = self.backend.get_bytes(RELEASE_KEY)
+            data = self.backend.get_bytes(RELEASE_KEY, limit=limit)
         except CheckpointNotFound:
             return None
         pointer = decode_json(data, RELEASE_KEY, "release pointer")
@@ -216,9 +259,16 @@ class ReleaseMixin:
         return True
 
     def promote(self, run_id: str, server_round: int) -> dict[str, Any]:
-        """Point the release at this checkpoint (verified first) and pin it."""
+        """Point the release at this checkpoint (verified first) and pin it; a malformed
+        pointer is replaced (promote is how an operator repairs one)."""
         manifest = self.verify(run_id, server_round)
-        return self._move_pointer(manifest, "promote", pinned=True, current=self.read_release())
+        try:
+            current = self.read_release()
+            current = check_pointer(current) if current is not None else None
+        except CheckpointCorrupt as exc:
+            log.warning("replacing a malformed release pointer: %s", exc)
+            current = None
+        return self._move_pointer(manifest, "promote", pinned=True, current=current)
 
     def rollback(self) -> dict[str, Any]:
         """Move the pointer back to the release before the current one, and pin it.

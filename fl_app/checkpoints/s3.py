@@ -6,6 +6,9 @@ gives it a client with short timeouts and no retries, and retries itself with ex
 A dead server raises ``urllib3.exceptions.MaxRetryError`` (not ``S3Error``): that is transient too.
 
 Credentials are handed to the SDK and kept out of ``repr``, messages and logs.
+
+Every SDK call passes its arguments by keyword: minio 7.2.19 (withdrawn in 7.2.20) made them
+keyword-only, and the planned 8.0 does the same; keywords work on every 7.2 release too.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from .errors import (
     CheckpointNotFound,
     StoreUnavailable,
 )
+from .limits import ReadLimit, read_limited
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +231,7 @@ class S3Backend:
         )
         try:
             self._client = Minio(
-                endpoint,
+                endpoint=endpoint,
                 access_key=access_key,
                 secret_key=secret_key,
                 secure=self.secure,
@@ -335,14 +339,14 @@ class S3Backend:
             return
 
         def ensure() -> None:
-            if self._client.bucket_exists(self.bucket):
+            if self._client.bucket_exists(bucket_name=self.bucket):
                 return
             if not self.create_bucket:
                 raise CheckpointNotFound(
                     f"bucket {self.bucket!r} does not exist ({self.describe()})"
                 )
             try:
-                self._client.make_bucket(self.bucket, location=self.region)
+                self._client.make_bucket(bucket_name=self.bucket, location=self.region)
                 log.info("created bucket %s at %s", self.bucket, self.endpoint)
             except S3Error as exc:
                 if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
@@ -357,17 +361,29 @@ class S3Backend:
         data = bytes(data)
 
         def put() -> None:
-            self._client.put_object(self.bucket, name, io.BytesIO(data), len(data))
+            self._client.put_object(
+                bucket_name=self.bucket, object_name=name, data=io.BytesIO(data), length=len(data)
+            )
 
         self._call("write", key, put)
 
-    def get_bytes(self, key: str) -> bytes:
+    def get_bytes(self, key: str, *, limit: ReadLimit | None = None) -> bytes:
         name = self._name(key)
 
         def get() -> bytes:
-            response = self._client.get_object(self.bucket, name)
+            if limit is not None:
+                limit.check_deadline(key)  # also before a retry
+            response = self._client.get_object(bucket_name=self.bucket, object_name=name)
             try:
-                return response.read()
+                if limit is None:
+                    return response.read()
+                declared = response.headers.get("Content-Length")
+                if declared is not None and declared.isdigit():
+                    limit.check_size(int(declared), key)  # refused before its body is read
+                # read1: at most one socket read per call, so the deadline is checked often
+                # even when a server trickles bytes.
+                read_some = getattr(response, "read1", response.read)
+                return read_limited(read_some, limit, key)
             finally:
                 response.close()
                 response.release_conn()
@@ -379,7 +395,7 @@ class S3Backend:
 
         def stat() -> bool:
             try:
-                self._client.stat_object(self.bucket, name)
+                self._client.stat_object(bucket_name=self.bucket, object_name=name)
             except S3Error as exc:
                 if _is_not_found(exc):
                     return False
@@ -395,7 +411,9 @@ class S3Backend:
 
         def listing() -> list[str]:
             try:
-                objects = self._client.list_objects(self.bucket, prefix=full, recursive=True)
+                objects = self._client.list_objects(
+                    bucket_name=self.bucket, prefix=full, recursive=True
+                )
                 names = [o.object_name for o in objects if not o.is_dir]
             except S3Error as exc:
                 if exc.code == "NoSuchBucket":
@@ -410,7 +428,7 @@ class S3Backend:
 
         def remove() -> None:
             try:
-                self._client.remove_object(self.bucket, name)
+                self._client.remove_object(bucket_name=self.bucket, object_name=name)
             except S3Error as exc:
                 if not _is_not_found(exc):
                     raise

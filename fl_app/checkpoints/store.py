@@ -19,12 +19,13 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from .base import Backend, check_key, check_round, check_run_id
+from .base import RUNS_PREFIX, Backend, check_key, check_round, check_run_id, checkpoint_path
 from .errors import CheckpointCorrupt, CheckpointError, CheckpointNotFound
 from .format import (
     FORMAT_FIELDS,
@@ -40,11 +41,11 @@ from .format import (
     utc_now,
     verify_sha256,
 )
+from .limits import MAX_MANIFEST_BYTES, ReadLimit
 from .release import ReleaseMixin
 
 log = logging.getLogger(__name__)
 
-RUNS_PREFIX = "runs/"
 _ROUND_DIR_RE = re.compile(r"^round-(\d+)$")
 _EXTRA_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 # Manifest fields the store owns (a caller's values for them are replaced).
@@ -58,15 +59,6 @@ _SECRET_ENV_VARS = (
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
 )
-
-
-def round_dir(server_round: int) -> str:
-    return f"round-{check_round(server_round):04d}"
-
-
-def checkpoint_path(run_id: str, server_round: int) -> str:
-    """The store path of a checkpoint: ``runs/<run-id>/round-0003``."""
-    return f"{RUNS_PREFIX}{check_run_id(run_id)}/{round_dir(server_round)}"
 
 
 @dataclass(frozen=True)
@@ -235,13 +227,16 @@ class CheckpointStore(ReleaseMixin):
             raise CheckpointNotFound(f"run {run_id!r} has no checkpoints in {self.describe()}")
         return latest
 
-    def load_manifest(self, run_id: str, server_round: int | None = None) -> dict[str, Any]:
-        """The manifest of a round (None: the newest round of the run)."""
+    def load_manifest(
+        self, run_id: str, server_round: int | None = None, *, limit: ReadLimit | None = None
+    ) -> dict[str, Any]:
+        """The manifest of a round (None: the newest round of the run); ``limit`` bounds the
+        read (and at most ``MAX_MANIFEST_BYTES``)."""
         server_round = self._resolve_round(run_id, server_round)
         path = checkpoint_path(run_id, server_round)
         key = f"{path}/{MANIFEST_FILE}"
         try:
-            data = self.backend.get_bytes(key)
+            data = self._get(key, limit.capped(MAX_MANIFEST_BYTES) if limit else None)
         except CheckpointNotFound:
             raise CheckpointNotFound(f"checkpoint {path} not found in {self.describe()}") from None
         manifest = decode_json(data, key, "manifest of checkpoint")
@@ -250,25 +245,56 @@ class CheckpointStore(ReleaseMixin):
         self._remember_metrics(manifest)
         return manifest
 
-    def _read(self, path: str, name: str) -> bytes:
+    def _get(self, key: str, limit: ReadLimit | None) -> bytes:
+        # Without a limit, the plain call: any Backend implements it.
+        return (
+            self.backend.get_bytes(key)
+            if limit is None
+            else self.backend.get_bytes(key, limit=limit)
+        )
+
+    def _read(self, path: str, name: str, limit: ReadLimit | None = None) -> bytes:
         key = f"{path}/{name}"
         try:
-            return self.backend.get_bytes(key)
+            return self._get(key, limit)
         except CheckpointNotFound:
             raise CheckpointCorrupt(
                 f"checkpoint {path} is incomplete: {name} is missing ({key})"
             ) from None
 
-    def load(self, run_id: str, server_round: int | None = None) -> Checkpoint:
-        """Load and verify a checkpoint (None: the newest round of the run)."""
-        manifest = self.load_manifest(run_id, server_round)
+    def load(
+        self,
+        run_id: str,
+        server_round: int | None = None,
+        *,
+        extras: bool = True,
+        limit: ReadLimit | None = None,
+        check_manifest: Callable[[dict[str, Any]], None] | None = None,
+    ) -> Checkpoint:
+        """Load and verify a checkpoint (None: the newest round of the run).
+
+        ``extras=False`` downloads only the manifest and the tensors (a reader serving the model
+        needs no FedAdam state). ``limit`` bounds every file and the whole download (one
+        deadline); the tensors file is also capped at the size the manifest's ``files`` table
+        records. ``check_manifest`` sees the manifest before the tensors are downloaded and
+        raises to refuse them.
+        """
+        manifest = self.load_manifest(run_id, server_round, limit=limit)
+        if check_manifest is not None:
+            check_manifest(manifest)
         path = manifest["path"]
+        files = manifest.get("files") if isinstance(manifest.get("files"), dict) else {}
+        tensors_limit = limit
+        if limit is not None:
+            entry = files.get(MODEL_FILE)
+            declared = entry.get("size") if isinstance(entry, dict) else None
+            if isinstance(declared, int) and not isinstance(declared, bool):
+                tensors_limit = limit.capped(max(0, declared))
         tensors = decode_checkpoint(
-            self._read(path, MODEL_FILE), manifest, path=path, check_table=False
+            self._read(path, MODEL_FILE, tensors_limit), manifest, path=path, check_table=False
         )
         extra: dict[str, bytes] = {}
-        files = manifest.get("files") or {}
-        for name, info in sorted(files.items()):
+        for name, info in sorted(files.items() if extras else ()):
             if name == MODEL_FILE:
                 continue
             try:
@@ -277,8 +303,13 @@ class CheckpointStore(ReleaseMixin):
                 raise CheckpointCorrupt(
                     f"manifest of checkpoint {path} lists a bad file name {name!r}"
                 ) from None
-            data = self._read(path, name)
-            verify_sha256(data, (info or {}).get("sha256"), path, name)
+            expected = info.get("sha256") if isinstance(info, dict) else None
+            if not isinstance(expected, str):
+                raise CheckpointCorrupt(
+                    f"manifest of checkpoint {path} lists {name!r} without sha256"
+                )
+            data = self._read(path, name, limit)
+            verify_sha256(data, expected, path, name)
             extra[name] = data
         return Checkpoint(tensors=tensors, manifest=manifest, extra=extra)
 

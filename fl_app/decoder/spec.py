@@ -1,7 +1,8 @@
 """What a checkpoint needs besides tensors to become a working decoder.
 
-The ServerApp writes `DecoderSpec.to_manifest()` into every manifest; the sidecar and
-`python -m fl_app.checkpoints show` rebuild the model and decoder from it. Tensors move as
+The ServerApp writes `DecoderSpec.to_manifest()` into every manifest; the sidecar, ClientApps
+and benchmarks rebuild the model and decoder from it with `from_manifest`, which bounds every
+size first (`spec_bounds.py`: a manifest is outside data, never trusted for sizes). Tensors move as
 numpy arrays (safetensors on disk, Flower ArrayRecords on the wire), never as pickles.
 """
 
@@ -18,6 +19,7 @@ from fl_app.decoder.keyboard import LANGUAGE_ALPHABETS
 from fl_app.decoder.lexicon import Lexicon, load_lexicon
 from fl_app.decoder.model import ModelConfig, SwipeModel, pick_device
 from fl_app.decoder.ranking import FusionWeights, LearnedDecoder
+from fl_app.decoder.spec_bounds import check_spec, read_decoder_section
 from fl_app.decoder.template import TemplateParams
 
 SPEC_VERSION = 1
@@ -75,21 +77,16 @@ class DecoderSpec:
             "fusion": self.fusion.to_dict(),
         }
 
+    def check(self) -> DecoderSpec:
+        """Refuse sizes beyond what the project may ship (``spec_bounds.check_spec``); self."""
+        check_spec(self)
+        return self
+
     @classmethod
     def from_manifest(cls, section: dict[str, Any]) -> DecoderSpec:
-        if section.get("spec_version") != SPEC_VERSION:
-            raise ValueError(f"unsupported decoder spec version {section.get('spec_version')!r}")
-        m = section["model"]
-        return cls(
-            language=section["language"],
-            lexicon_size=int(section["lexicon_size"]),
-            conv_channels=int(m["conv_channels"]),
-            hidden=int(m["hidden"]),
-            gru_layers=int(m["gru_layers"]),
-            dropout=float(m["dropout"]),
-            template=TemplateParams(**section["template"]),
-            fusion=FusionWeights(**section["fusion"]),
-        )
+        """The spec a manifest's decoder section describes, type-checked and bounded before
+        anything is allocated; ``DecoderSpecError`` (a ValueError with a ``reason``) if not."""
+        return cls(**read_decoder_section(section, SPEC_VERSION)).check()
 
 
 def model_arrays(model: torch.nn.Module) -> dict[str, np.ndarray]:

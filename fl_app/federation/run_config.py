@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Literal, get_args
 
 from fl_app.decoder.ranking import FusionWeights
 from fl_app.decoder.spec import DecoderSpec
+from fl_app.decoder.spec_bounds import DecoderSpecError
 from fl_app.decoder.template import TemplateParams
 from fl_app.federation.fields import Fields
 
@@ -245,7 +246,7 @@ def _decoder(model: Fields, data: DataConfig) -> DecoderSpec:
         weights["template"] = TemplateParams(**model.mapping("template"))
     if model.has("fusion"):
         weights["fusion"] = FusionWeights(**model.mapping("fusion"))
-    return DecoderSpec(
+    spec = DecoderSpec(
         language=data.language,
         lexicon_size=data.lexicon_size,
         conv_channels=model.integer("conv_channels"),
@@ -254,6 +255,10 @@ def _decoder(model: Fields, data: DataConfig) -> DecoderSpec:
         dropout=model.number("dropout"),
         **weights,
     )
+    try:  # the bounds every reader of a manifest applies: refuse here, not on every client
+        return spec.check()
+    except DecoderSpecError as exc:
+        raise ConfigError(f"config model: {exc}") from None
 
 
 def _strategy(s: Fields) -> StrategyConfig:

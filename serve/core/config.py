@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from fl_app.decoder.spec_bounds import MAX_CHECKPOINT_BYTES
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SWIPEFL_", extra="ignore")
@@ -33,6 +35,10 @@ class Settings(BaseSettings):
     # -- model reloads ----------------------------------------------------------------------
     reload_interval_s: float = Field(30.0, gt=0)
     s3_timeout_s: float = Field(10.0, gt=0)
+
+    # -- checkpoint downloads (a release is outside data: capped and bounded in time) -------
+    download_max_bytes: int = Field(MAX_CHECKPOINT_BYTES, ge=1024)  # per file of a release
+    download_deadline_s: float = Field(120.0, gt=0)  # the whole download of one release
 
     # -- limits -----------------------------------------------------------------------------
     max_body_bytes: int = Field(1_048_576, ge=1024)

@@ -21,6 +21,7 @@ from .personal_words import PersonalWords
 from .personalization import Personalizer, TrainOptions
 from .prediction import PredictionService
 from .predictor import Predictor
+from .release_fetch import DownloadLimits
 
 log = logging.getLogger("serve")
 
@@ -73,6 +74,7 @@ class Services:
             metrics,
             words.words_for,
             quantize=settings.quantize,
+            limits=DownloadLimits(settings.download_max_bytes, settings.download_deadline_s),
         )
         predictor = Predictor(
             manager,

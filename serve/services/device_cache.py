@@ -6,6 +6,11 @@ on reading)::
 
     release/model.safetensors, manifest.json   # cache of the served release (offline restarts)
     personal/model.safetensors, manifest.json  # the personalized model, names its base release
+    refused.json                               # releases refused (serve/services/refusals.py)
+
+``release`` and ``personal`` are replaced whole (``fl_app.checkpoints.dir_swap``: the new
+version is written into a sibling directory, then a link is renamed over the old one), so a
+crash or a full disk never leaves the device without its complete previous cache.
 
 The release cache's manifest is ``{"kind": "release-cache", "release": <pointer>,
 "manifest": <the release's manifest>}``; the personalized model's is the trainer's metadata
@@ -15,12 +20,12 @@ plus ``{"kind": "personalized", "base": {run_id, round, path, sha256}}``.
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from fl_app.checkpoints.dir_swap import read_consistent, remove_dir, replace_dir
 from fl_app.checkpoints.errors import CheckpointError
 from fl_app.checkpoints.format import read_checkpoint_dir, read_manifest_dir, write_checkpoint_dir
 
@@ -32,7 +37,7 @@ Tensors = dict[str, np.ndarray]
 def read_device_manifest(directory: Path) -> dict[str, Any] | None:
     """The manifest of a device checkpoint, or None when it is missing or not a JSON object."""
     try:
-        return read_manifest_dir(directory)
+        return read_consistent(directory, read_manifest_dir)
     except (OSError, CheckpointError):
         return None
 
@@ -40,7 +45,7 @@ def read_device_manifest(directory: Path) -> dict[str, Any] | None:
 def read_device_checkpoint(directory: Path) -> tuple[Tensors, dict[str, Any]] | None:
     """(tensors, manifest) of a complete, verified device checkpoint, else None."""
     try:
-        return read_checkpoint_dir(directory)
+        return read_consistent(directory, read_checkpoint_dir)
     except OSError:
         return None
     except CheckpointError:
@@ -81,11 +86,8 @@ class DeviceCache:
         try:
             cached = read_device_manifest(self.release_dir) or {}
             if cached.get("release") != pointer:
-                write_checkpoint_dir(
-                    self.release_dir,
-                    tensors,
-                    {"kind": "release-cache", "release": pointer, "manifest": manifest},
-                )
+                meta = {"kind": "release-cache", "release": pointer, "manifest": manifest}
+                replace_dir(self.release_dir, lambda d: write_checkpoint_dir(d, tensors, meta))
         except (OSError, CheckpointError) as exc:
             log.warning("cannot cache the release on the device", extra={"detail": str(exc)})
 
@@ -95,13 +97,9 @@ class DeviceCache:
 
     def keep_personal(self, tensors: Tensors, meta: dict[str, Any], base: dict[str, Any]) -> None:
         """Write the personalized model, naming the release it was trained from."""
-        write_checkpoint_dir(
-            self.personal_dir, tensors, {**meta, "kind": "personalized", "base": base}
-        )
+        full = {**meta, "kind": "personalized", "base": base}
+        replace_dir(self.personal_dir, lambda d: write_checkpoint_dir(d, tensors, full))
 
     def drop_personal(self) -> bool:
         """Remove the personalized model; whether there was one."""
-        if not self.personal_dir.exists():
-            return False
-        shutil.rmtree(self.personal_dir, ignore_errors=True)
-        return True
+        return remove_dir(self.personal_dir)

@@ -88,6 +88,11 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.release_downloads = Counter(
+            "swipefl_release_downloads",
+            "Release downloads started (a refused release is not downloaded again)",
+            registry=r,
+        )
         self.reload_seconds = Histogram(
             "swipefl_model_reload_seconds",
             "Download + verify + warm time of an accepted checkpoint",

@@ -8,17 +8,21 @@ snapshot, so a swap never fails or mixes a request.
 
 Verification of a checkpoint before it is served:
 
-1. the checkpoint store's own check: the tensors file's sha256 equals the manifest's;
-2. the manifest's sha256 equals the release pointer's (the pointer names what it means);
-3. the manifest's ``tensors`` table (names, dtypes, shapes) matches the loaded tensors
+1. before any download of tensors (``release_fetch``): the pointer's fields, the manifest's
+   format, its sha256 equal to the pointer's, its decoder section's sizes bounded (nothing is
+   allocated for a model larger than the project may ship) and its declared size under the cap;
+2. the download itself is capped in bytes and bounded by one deadline;
+3. the checkpoint store's own check: the tensors file's sha256 equals the manifest's;
+4. the manifest's ``tensors`` table (names, dtypes, shapes) matches the loaded tensors
    (``fl_app.checkpoints.format.check_tensor_table``);
-4. the ``decoder`` section rebuilds a module whose state dict has exactly those names and
+5. the ``decoder`` section rebuilds a module whose state dict has exactly those names and
    shapes (``fl_app.decoder.spec.load_arrays``); every float tensor is finite;
-5. a test decode of a canned trace returns candidates with finite scores.
+6. a test decode of a canned trace returns candidates with finite scores.
 
-Anything failing is *refused*: logged, counted, remembered (the same pointer is not retried by
-the watcher, only by a forced reload), and the current model keeps serving. The release
-cache and the personalized model on the device are ``device_cache.DeviceCache``.
+Anything failing is *refused*: logged, counted, remembered across restarts
+(``refusals.RefusalLog``: the watcher does not retry it, a forced reload does), and the current
+model keeps serving. The release cache and the personalized model on the device are
+``device_cache.DeviceCache``.
 """
 
 from __future__ import annotations
@@ -35,8 +39,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from fl_app.checkpoints import CheckpointError, CheckpointStore, StoreUnavailable
-from fl_app.checkpoints.errors import CheckpointAuthError, CheckpointCorrupt, CheckpointNotFound
+from fl_app.checkpoints import RELEASE_KEY, CheckpointError, CheckpointStore, StoreUnavailable
+from fl_app.checkpoints.errors import CheckpointAuthError, CheckpointCorrupt, DownloadTooLarge
 from fl_app.checkpoints.format import check_tensor_table
 from fl_app.decoder.features import collapse_repeats
 from fl_app.decoder.keyboard import NAMED_LAYOUTS, Keyboard, named_keyboard
@@ -44,22 +48,17 @@ from fl_app.decoder.lexicon import Lexicon
 from fl_app.decoder.model import serving_module
 from fl_app.decoder.ranking import LearnedDecoder
 from fl_app.decoder.spec import DecoderSpec, load_arrays
+from fl_app.decoder.spec_bounds import DecoderSpecError
 from fl_app.decoder.template import TemplateDecoder
 
 from .device_cache import DeviceCache
 from .metrics import Metrics
+from .refusals import REFUSALS_FILE, CheckpointRefused, RefusalLog, ReleaseKey
+from .release_fetch import DownloadLimits, fetch_release, read_pointer
 
 log = logging.getLogger("serve.model")
 
 RECENT_KEYBOARDS = 4
-
-
-class CheckpointRefused(Exception):
-    """A checkpoint that must not be served; ``reason`` is a short stable tag."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -79,8 +78,8 @@ class ServedModel:
         return self.spec.language
 
     @property
-    def release_key(self) -> tuple[str, str]:
-        return (str(self.release["path"]), str(self.release["sha256"]))
+    def release_key(self) -> ReleaseKey:
+        return ReleaseKey.of(self.release)
 
     @property
     def version(self) -> dict[str, Any]:
@@ -193,7 +192,10 @@ def build_decoder(
     if not isinstance(section, dict):
         raise CheckpointRefused("mismatch", "manifest has no decoder section")
     try:
-        spec = DecoderSpec.from_manifest(section)
+        spec = DecoderSpec.from_manifest(section)  # bounded before anything is allocated
+    except DecoderSpecError as exc:
+        raise CheckpointRefused(exc.reason, str(exc)) from None
+    try:
         model = spec.build_model(device=torch.device("cpu"))
         load_arrays(model, tensors)
         lexicon = spec.lexicon()
@@ -231,8 +233,10 @@ class ModelManager:
         words: Callable[[str], dict[str, float]] = lambda language: {},
         *,
         quantize: bool = False,
+        limits: DownloadLimits | None = None,
     ) -> None:
         self.quantize = quantize
+        self.limits = limits or DownloadLimits()
         self._store_factory = store_factory
         self._store: CheckpointStore | None = None
         self.device_dir = Path(device_dir)
@@ -241,7 +245,8 @@ class ModelManager:
         self._words = words
         self.current: ServedModel | None = None
         self._lock = threading.RLock()  # serialises checks, personal installs and word updates
-        self._refused: tuple[str, str] | None = None
+        self.refusals = RefusalLog(self.device_dir / REFUSALS_FILE)
+        self._bad_pointer: str | None = None  # the last malformed pointer's complaint
         self._recent: OrderedDict[str, Keyboard] = OrderedDict()
         self._recent_lock = threading.Lock()
         self.last_reload_at: float | None = None
@@ -288,9 +293,11 @@ class ModelManager:
         self.metrics.set_model(served.version)
         log.info("model swapped in", extra={"model_version": served.version})
 
-    def _refuse(self, key: tuple[str, str] | None, path: str, exc: Exception) -> CheckResult:
+    def _refuse(self, key: ReleaseKey | None, path: str, exc: Exception) -> CheckResult:
         reason = getattr(exc, "reason", None) or getattr(exc, "code", None) or "corrupt"
-        self._refused = key
+        if key is not None:
+            cap = self.limits.max_bytes if reason == DownloadTooLarge.code else None
+            self.refusals.remember(key, reason, str(exc), cap)
         self.refused += 1
         self.metrics.reloads_refused.labels(reason).inc()
         self.last_refused = {"at": time.time(), "path": path, "reason": reason, "message": str(exc)}
@@ -316,45 +323,63 @@ class ModelManager:
             return result
 
     def _check(self, force: bool) -> CheckResult:
+        limit = self.limits.start()  # one deadline for the pointer, manifest and tensors
         try:
             store = self._checkpoint_store()
-            pointer = store.read_release()
-        except (StoreUnavailable, CheckpointAuthError, CheckpointError, OSError) as exc:
-            log.warning(
-                "release pointer unreadable",
-                extra={"error_type": type(exc).__name__, "detail": str(exc)},
-            )
-            return CheckResult("unavailable", str(exc))
+            pointer = read_pointer(store, limit)
+        except (CheckpointCorrupt, DownloadTooLarge) as exc:  # a pointer not to follow
+            return self._refuse_pointer(exc)
+        except (CheckpointError, OSError) as exc:  # down, credentials, settings
+            return self._unavailable(exc)
+        self._bad_pointer = None
         if pointer is None:
             return CheckResult("no_release", "no release has been published yet")
-        key = (str(pointer["path"]), str(pointer["sha256"]))
+        key = ReleaseKey.of(pointer)
         current = self.current
         if current is not None and current.release_key == key:
             return CheckResult("unchanged", "already serving the release")
-        if key == self._refused and not force:
-            return CheckResult("refused", "this release was refused before", "refused_before")
+        before = self.refusals.find(key)
+        if before is not None and not force and not self._cap_raised_since(before):
+            return CheckResult(
+                "refused", f"this release was refused before ({before['reason']})", "refused_before"
+            )
         t0 = time.perf_counter()
+        self.metrics.release_downloads.inc()
+        log.info("downloading release", extra={"path": pointer["path"]})
         try:
-            ckpt = store.load(pointer["run_id"], int(pointer["round"]))
-        except (StoreUnavailable, CheckpointAuthError) as exc:
-            return CheckResult("unavailable", str(exc))
-        except (CheckpointCorrupt, CheckpointNotFound, CheckpointError, ValueError) as exc:
-            return self._refuse(key, key[0], exc)
-        try:
-            if ckpt.manifest.get("sha256") != pointer["sha256"]:
-                raise CheckpointRefused(
-                    "pointer_mismatch", "the release pointer's sha256 differs from the manifest's"
-                )
+            ckpt = fetch_release(store, pointer, limit)
             served = self._build_release(pointer, ckpt.manifest, ckpt.tensors)
-        except CheckpointRefused as exc:
-            return self._refuse(key, key[0], exc)
+        except (StoreUnavailable, CheckpointAuthError) as exc:  # DownloadTimeout too
+            return self._unavailable(exc)
+        except (CheckpointRefused, CheckpointError, ValueError) as exc:
+            return self._refuse(key, pointer["path"], exc)
         # Device files first (cache this release, drop a personalized model of another
         # release), then the swap: what is served is always what the device has on disk.
         self._after_release(served)
         self._swap(served)
         self.metrics.reload_seconds.observe(time.perf_counter() - t0)
-        self._refused = None
+        self.refusals.forget(key)
         return CheckResult("loaded", f"serving {served.header}")
+
+    def _cap_raised_since(self, refusal: dict[str, Any]) -> bool:
+        """A release refused for its size is worth one more try under a larger cap."""
+        refused_at = refusal.get("max_bytes")
+        return isinstance(refused_at, int) and refused_at < self.limits.max_bytes
+
+    def _unavailable(self, exc: Exception) -> CheckResult:
+        log.warning(
+            "checkpoint store unavailable",
+            extra={"error_type": type(exc).__name__, "detail": str(exc)},
+        )
+        return CheckResult("unavailable", str(exc), getattr(exc, "code", None))
+
+    def _refuse_pointer(self, exc: CheckpointError) -> CheckResult:
+        """A pointer that cannot be followed: refused (never a 5xx), counted and logged once."""
+        reason = exc.code if exc.code != CheckpointCorrupt.code else "POINTER_MALFORMED"
+        if str(exc) == self._bad_pointer:
+            return CheckResult("refused", str(exc), reason)
+        self._bad_pointer = str(exc)
+        return self._refuse(None, RELEASE_KEY, CheckpointRefused(reason, str(exc)))
 
     def _build_release(
         self, pointer: dict[str, Any], manifest: dict[str, Any], tensors: dict[str, np.ndarray]

@@ -27,6 +27,7 @@ def model_status(services: Services) -> ModelStatus:
         last_check_at=m.last_check_at,
         last_check=asdict(m.last_check) if m.last_check else None,
         last_refused=m.last_refused,
+        refused_releases=m.refusals.entries(),
         reloads=m.reloads,
         refused=m.refused,
     )
