@@ -17,14 +17,16 @@ import json
 import platform
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from fl_app.checkpoints.format import write_checkpoint_dir
 from fl_app.decoder.evaluation import evaluate_decoder
 from fl_app.decoder.model import count_parameters
-from fl_app.decoder.spec import DecoderSpec
+from fl_app.decoder.spec import DecoderSpec, model_arrays
 from fl_app.decoder.training import TrainConfig
 from fl_app.synthetic.centralized import CentralConfig, make_datasets, train_central, tuned_decoders
 from fl_app.synthetic.stats import CALIBRATED, compare_table, compute_stats, within_real_iqr
@@ -74,6 +76,12 @@ def main() -> None:
         help="no training time budget: the step count follows from --epochs (reproducible)",
     )
     p.add_argument("--out", type=Path, default=RESULTS / "accuracy.md")
+    p.add_argument(
+        "--save", type=Path, help="also write the trained model here (a checkpoint folder)"
+    )
+    p.add_argument(
+        "--no-real", action="store_true", help="skip the real dev users' rows (../shared needed)"
+    )
     args = p.parse_args()
     if args.quick:
         args.minutes, args.train_users, args.swipes_per_user, args.epochs = 4.0, 300, 40, 2.0
@@ -104,6 +112,7 @@ def main() -> None:
             "template": evaluate_decoder(template, swipes),
         }
         print(name, json.dumps(rows[name]), flush=True)
+    real = [] if args.no_real else real_rows(cfg.spec, model)
     latency = decode_latency(learned, data.test)
     tpl_latency = decode_latency(template, data.test)
     table, calibrated = generator_table(lexicon)
@@ -118,9 +127,27 @@ def main() -> None:
         "latency_learned": latency,
         "latency_template": tpl_latency,
         "calibrated_within_real_iqr": calibrated,
+        "real": real,
     }
+    if args.save:
+        spec = replace(cfg.spec, template=learned.template.params, fusion=learned.fusion)
+        manifest = {"decoder": spec.to_manifest(), "recipe": results["command"], "kind": "bench"}
+        write_checkpoint_dir(args.save, model_arrays(model), manifest)
     write_report(args.out, results, table)
     print(args.out.read_text())
+
+
+def real_rows(spec: DecoderSpec, model) -> list[dict]:
+    """The model and the tuned template on the dev users of the real swipes (bench/real.py's
+    protocol: every weight tuned on public-val, each lexicon condition)."""
+    from fl_app.datasets.real import load_real
+    from fl_app.datasets.real_eval import measure_on_real
+
+    figures = measure_on_real({"learned": (spec, model)}, load_real("dev"), load_real("public-val"))
+    return [
+        {"decoder": f.decoder, "lexicon": f.condition, **f.metrics, "top1_ci": f.top1_ci}
+        for f in figures
+    ]
 
 
 def write_report(path: Path, r: dict, table: str) -> None:
@@ -157,6 +184,19 @@ def write_report(path: Path, r: dict, table: str) -> None:
         f"p99 {r['latency_learned']['p99_ms']:.1f} ms; template p50 {r['latency_template']['p50_ms']:.1f} ms, "
         f"p99 {r['latency_template']['p99_ms']:.1f} ms.",
         f"Tuned template params: `{json.dumps(r['tuned']['template'])}`; fusion: `{json.dumps(r['tuned']['fusion'])}`.",
+        "",
+        "## Real users (dev users of ../shared/real-swipes; weights tuned on public-val)",
+        "",
+        "The same trained model on real phone swipes of people it never saw (Leiva et al., How",
+        "We Swipe, MobileHCI 2021), under each lexicon condition (bench/real.py explains them).",
+        "",
+        "| decoder | lexicon | top-1 | 95% CI (users) | top-4 | MRR | n |",
+        "|---|---|---|---|---|---|---|",
+        *[
+            f"| {x['decoder']} | {x['lexicon']} | {x['top1']:.3f} | {x['top1_ci'][0]:.3f}-"
+            f"{x['top1_ci'][1]:.3f} | {x['top4']:.3f} | {x['mrr']:.3f} | {x['n']} |"
+            for x in r.get("real", [])
+        ],
         "",
         "## Generator vs real swipes (200 training-regime users x 20 swipes)",
         "",
