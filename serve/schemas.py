@@ -112,6 +112,9 @@ class ModelVersion(BaseModel):
     sha256: str = Field(description="sha256 of the release's tensors")
     personalized: bool
     personal_sha256: str | None = None
+    base: bool = Field(
+        default=False, description="the shipped base decoder (no release published yet)"
+    )
 
 
 class PredictResponse(BaseModel):

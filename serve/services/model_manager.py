@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from fl_app.base import BASE_RUN_ID
 from fl_app.checkpoints import RELEASE_KEY, CheckpointError, CheckpointStore, StoreUnavailable
 from fl_app.checkpoints.errors import CheckpointAuthError, CheckpointCorrupt, DownloadTooLarge
 from fl_app.checkpoints.format import check_tensor_table
@@ -59,6 +60,7 @@ from .release_fetch import DownloadLimits, fetch_release, read_pointer
 log = logging.getLogger("serve.model")
 
 RECENT_KEYBOARDS = 4
+BASE_KIND = "shipped-base"  # a served pointer's kind when it is the package's base
 
 
 @dataclass(frozen=True)
@@ -88,10 +90,16 @@ class ServedModel:
             "round": self.release["round"],
             "sha256": self.release["sha256"],
             "personalized": self.personal is not None,
+            "base": self.is_base,
         }
         if self.personal is not None:
             out["personal_sha256"] = self.personal["sha256"]
         return out
+
+    @property
+    def is_base(self) -> bool:
+        """Serving the shipped base (no release published yet, or none this device took)."""
+        return self.release.get("kind") == BASE_KIND
 
     @property
     def header(self) -> str:
@@ -234,8 +242,10 @@ class ModelManager:
         *,
         quantize: bool = False,
         limits: DownloadLimits | None = None,
+        base_fallback: bool = True,
     ) -> None:
         self.quantize = quantize
+        self.base_fallback = base_fallback  # serve the shipped base until a release arrives
         self.limits = limits or DownloadLimits()
         self._store_factory = store_factory
         self._store: CheckpointStore | None = None
@@ -404,12 +414,34 @@ class ModelManager:
         if served.personal is None and self.device_cache.drop_personal():
             log.info("personalized model of an older release removed")
 
+    def serve_base(self, language: str = "en") -> bool:
+        """Serve the base decoder shipped in the package (fl_app/base): a fresh install has a
+        model before any release exists. Never cached on the device (the package has it)."""
+        from fl_app.base import has_base, read_base
+
+        if not has_base(language):
+            return False
+        with self._lock:
+            tensors, manifest = read_base(language)
+            pointer = {
+                "run_id": BASE_RUN_ID,
+                "round": 0,
+                "path": f"fl_app/base/{language}",
+                "sha256": manifest["sha256"],
+                "kind": BASE_KIND,
+            }
+            served = self._build_release(pointer, manifest, tensors)
+            self._swap(served)
+            log.info("serving the shipped base decoder", extra={"language": language})
+            return True
+
     def load_cached(self) -> bool:
-        """At startup: serve the release cached on the device (before the store answers)."""
+        """At startup: serve the release cached on the device (before the store answers), else
+        the shipped base when `serve_base` was asked for."""
         with self._lock:
             cached = self.device_cache.release()
             if cached is None:
-                return False
+                return self.base_fallback and self.serve_base()
             tensors, pointer, manifest = cached
             try:
                 served = self._build_release(pointer, manifest, tensors)
