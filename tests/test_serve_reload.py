@@ -252,7 +252,9 @@ def test_serves_release_from_s3(s3_server, s3_bucket, sidecar_factory):
     backend = S3Backend(s3_server.endpoint, s3_server.access_key, s3_server.secret_key, s3_bucket)
     store = CheckpointStore(backend)
     publish(store, "run-s3", 2)
-    proc = sidecar_factory(checkpoint_store="s3", extra_env=s3_server.env(s3_bucket))
+    proc = sidecar_factory(
+        checkpoint_store="s3", extra_env=s3_server.env(s3_bucket), reload_interval_s=3600
+    )  # the forced reload below must be what loads round 3, not the watcher racing it
     proc.start(wait_ready=True)
     with proc.client() as c:
         resp = c.post("/api/v1/predict", json=PREDICT)
