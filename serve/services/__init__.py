@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass
 
 from fl_app.checkpoints import CheckpointStore, store_from_config
+from fl_app.decoder.template_cache import CacheStats
 from fl_app.swipes.store import SwipeStore
 
 from ..core.config import Settings
@@ -74,6 +75,12 @@ class Services:
             words.words_for,
             quantize=settings.quantize,
         )
+
+        def served_templates() -> CacheStats | None:
+            served = manager.current  # one read: a swap may happen meanwhile
+            return None if served is None else served.decoder.template.cache.stats()
+
+        metrics.watch_templates(served_templates)
         predictor = Predictor(
             manager,
             metrics,
