@@ -21,7 +21,10 @@ class Settings(BaseSettings):
     # -- network ----------------------------------------------------------------------------
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
-    api_token: SecretStr | None = None
+    # -- the door (serve/core/auth.py, serve/guards.py) ------------------------------------
+    auth: Literal["token", "none"] = "token"  # none: no token, loopback only
+    api_token: SecretStr | None = None  # else <device_dir>/api-token, made on first start
+    allowed_hosts: str = "127.0.0.1,localhost,[::1]"  # Host header names; "*": any
 
     # -- where things live ------------------------------------------------------------------
     device_dir: Path = Path("device")
@@ -79,6 +82,16 @@ class Settings(BaseSettings):
     @property
     def swipe_store_path(self) -> Path:
         return self.swipe_store or self.device_dir / "swipes.sqlite"
+
+    @property
+    def token_file_path(self) -> Path:
+        return self.device_dir / "api-token"
+
+    @property
+    def allowed_host_names(self) -> frozenset[str] | None:
+        """Lower-case names a Host header may carry; None when any is allowed (``*``)."""
+        names = {n.strip().lower() for n in self.allowed_hosts.split(",") if n.strip()}
+        return None if "*" in names else frozenset(names)
 
     @property
     def token(self) -> str | None:
