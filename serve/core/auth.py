@@ -18,6 +18,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from fl_app.checkpoints.format import fsync_dir
+
 from .config import Settings
 
 log = logging.getLogger("serve.auth")
@@ -76,7 +78,7 @@ def resolve_token(settings: Settings) -> ApiToken:
     """The environment's token, else the device's token file (made on first start)."""
     check_startup(settings)
     if settings.auth == "none":
-        log.warning("no API token: writes and admin are open to every local process")
+        log.warning("no API token: predictions, writes and admin are open to every local process")
         return ApiToken(None, "none")
     if settings.token is not None:
         log.info("API token from the environment")
@@ -131,7 +133,7 @@ def create_token_file(path: Path) -> str:
             os.fsync(f.fileno())
         try:
             os.link(tmp, path)  # fails if the file exists: never overwrite a token in use
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)  # a token the keyboard has read survives a power cut
         except FileExistsError:
             existing = read_token_file(path)
             if existing is None:
@@ -140,17 +142,3 @@ def create_token_file(path: Path) -> str:
     finally:
         tmp.unlink(missing_ok=True)
     return token
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the new name durable: a token the keyboard has read must survive a power cut."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -163,36 +163,26 @@ class BatchDecoder:
         work: Iterator[int],
     ) -> None:
         """CTC-score the jobs whose index this thread takes from ``work``, and answer them."""
+        error_type = ""
         for i in work:
             job, features = jobs[i], inputs[i]
             assert features is not None
-            try:
-                top = self._scored(served.decoder, job, features, logps[i], shortlists[i])
-            except Exception as exc:
-                log.warning("decode failed", extra={"error_type": type(exc).__name__})
+            top: Candidates | None = None
+            # The batch's evidence first, then once more from scratch: a decoder cache may have
+            # been replaced meanwhile. Failing both, the swipe is undecodable.
+            for logp, shortlist in ((logps[i], shortlists[i]), (None, None)):
+                try:
+                    top = self._top_k(served.decoder, job, features, logp, shortlist)
+                    break
+                except Exception as exc:
+                    error_type = type(exc).__name__
+            if top is None:
+                log.warning("decode failed", extra={"error_type": error_type})
                 self._fail(job, undecodable("the served model cannot decode this swipe"))
                 continue
             self.on_decoded(job)
             self.metrics.predict_latency.observe(time.perf_counter() - job.t0)
             job.answer((top, served))
-
-    @classmethod
-    def _scored(
-        cls,
-        decoder: LearnedDecoder,
-        job: Job,
-        features: np.ndarray,
-        logp: torch.Tensor | None,
-        shortlist: Shortlist | None,
-    ) -> Candidates:
-        """Top-k with the batch's evidence; once more from scratch if that fails (a decoder
-        cache may have been replaced meanwhile). Raises when the swipe stays undecodable."""
-        try:
-            return cls._top_k(decoder, job, features, logp, shortlist)
-        except Exception:
-            if logp is None and shortlist is None:
-                raise
-            return cls._top_k(decoder, job, features, None, None)
 
     @staticmethod
     def _top_k(
