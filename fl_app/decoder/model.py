@@ -137,7 +137,9 @@ def serving_module(model: SwipeModel, quantize: bool = False) -> nn.Module:
                 served = torch.ao.quantization.quantize_dynamic(
                     model, {nn.GRU, nn.Linear}, dtype=torch.float16
                 )
-        except Exception:  # no quantized engine here: float weights
+                with torch.inference_mode():  # an engine may lack float16 kernels at run time
+                    served(torch.zeros(1, 4, model.config.n_features), torch.tensor([4]))
+        except Exception:  # no quantized engine with float16 kernels here: float weights
             served = model
     return scripted(RowIndependentModel(served).eval())
 
