@@ -14,7 +14,9 @@ Measures, against a sidecar started as ``python -m serve`` in a subprocess:
    ``POST /api/v1/model/reload`` and by the watcher (``--reload-interval``).
 
 The load generator is a minimal keep-alive HTTP/1.1 client on asyncio streams (cheap per
-request, so the numbers are the server's, not the client's). It runs on the same machine as
+request, so the numbers are the server's, not the client's). It sends what a keyboard sends:
+the sidecar's token (a random one per run, given to the sidecar in ``SWIPEFL_API_TOKEN``) and
+JSON content types. It runs on the same machine as
 the server: on a 2-core machine both share the cores, as a keyboard and its sidecar would.
 
     python bench/serve.py                      # production-size model (conf/model/base.yaml)
@@ -31,6 +33,7 @@ import asyncio
 import json
 import os
 import platform
+import secrets
 import shlex
 import signal
 import socket
@@ -55,6 +58,8 @@ from fl_app.decoder.spec import DecoderSpec, load_arrays, model_arrays  # noqa: 
 from fl_app.swipes.store import SwipeStore  # noqa: E402
 from fl_app.synthetic.users import make_user  # noqa: E402
 
+TOKEN = secrets.token_urlsafe(24)  # this run's sidecar token (never written to the report)
+
 MODELS = {
     "base": DecoderSpec(),  # conv 128, hidden 128, 2 GRU layers, 10k words
     "small": DecoderSpec(conv_channels=64, hidden=64, gru_layers=1),
@@ -78,8 +83,12 @@ class Conn:
         self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
     ) -> tuple[int, dict[str, str], bytes]:
         assert self.reader is not None and self.writer is not None
-        lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}"]
-        if body or method in ("POST", "PUT"):
+        lines = [
+            f"{method} {path} HTTP/1.1",
+            f"Host: {self.host}:{self.port}",
+            f"Authorization: Bearer {TOKEN}",
+        ]
+        if body or method in ("POST", "PUT", "PATCH", "DELETE"):
             lines += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
         for k, v in (headers or {}).items():
             lines.append(f"{k}: {v}")
@@ -212,6 +221,7 @@ class Server:
                 "SWIPEFL_DEVICE_DIR": str(self.workdir / "device"),
                 "SWIPEFL_CHECKPOINT_DIR": str(self.workdir / "checkpoints"),
                 "SWIPEFL_LOG_LEVEL": "WARNING",
+                "SWIPEFL_API_TOKEN": TOKEN,
                 **self.extra_env,
             }
         )
@@ -261,8 +271,8 @@ def raw_decode(
     spec: DecoderSpec, store: CheckpointStore, swipes, seconds: float, quantize: bool
 ) -> LoadResult:
     """In-process decoding of the same swipes, one at a time, one torch thread, with the module
-    the sidecar serves (scripted; int8 unless `--float`): the ratio measures serving, not the
-    model's form."""
+    the sidecar serves (scripted; float16 weights unless `--float`): the ratio measures
+    serving, not the model's form."""
     import torch
 
     torch.set_num_threads(1)
@@ -519,7 +529,7 @@ def write_report(args, command, started, host, spec, report) -> None:
         f"Model: `--model {args.model}` (conv {spec.conv_channels}, hidden {spec.hidden}, "
         f"{spec.gru_layers} GRU layer(s), {spec.lexicon_size} words); sidecar with "
         f"{args.workers} decode thread(s), batches up to {args.max_batch}, "
-        f"`SWIPEFL_TORCH_THREADS=1`, {'float' if args.float else 'int8'} weights "
+        f"`SWIPEFL_TORCH_THREADS=1`, {'float' if args.float else 'float16'} GRU and head weights "
         f"(`SWIPEFL_QUANTIZE={str(not args.float).lower()}`); swipes from 8 "
         "synthetic users (8 keyboard sizes). Client and server share the machine.",
         "",

@@ -1,10 +1,12 @@
 """The sidecar app: ``create_app(settings)``; ``serve.app:app`` for uvicorn.
 
-The lifespan builds the services (swipe store, model manager, decode thread, ingest writer,
-personalizer), serves the release cached on the device at once if there is one, and starts the
-reload watcher (first check at once, then every ``reload_interval_s``). The app answers before
-any release exists: predictions get 503 MODEL_NOT_LOADED until one loads. Shutdown stops the
-watcher, answers queued predictions, commits queued swipes, then closes the swipe store.
+The lifespan resolves the API token (``serve.core.auth``: environment, else the device's token
+file, made on first start), builds the services (swipe store, model manager, decode thread,
+ingest writer, personalizer), serves the release cached on the device at once if there is one,
+and starts the reload watcher (first check at once, then every ``reload_interval_s``). The app
+answers before any release exists: predictions get 503 MODEL_NOT_LOADED until one loads.
+Shutdown stops the watcher, answers queued predictions, commits queued swipes, then closes the
+swipe store.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ from fastapi import FastAPI
 
 from .api.main import api_router
 from .api.routes import predict
+from .core.auth import AuthConfigError, resolve_token
 from .core.config import Settings
 from .errors import install_error_handlers
+from .guards import HostAllowList, JsonOnly
 from .logging import setup_logging
 from .middleware import BodyLimitMiddleware, RequestMetricsMiddleware
 from .predict_shortcut import PredictShortcut
@@ -62,6 +66,11 @@ async def _retention_loop(services: Services, interval: float) -> None:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     setup_logging(settings.log_level)
+    try:
+        app.state.token = await to_thread.run_sync(resolve_token, settings)
+    except AuthConfigError as exc:  # its message names a path and a setting, never a token
+        log.error("refusing to start", extra={"reason": str(exc)})
+        raise
     torch.set_num_threads(settings.torch_threads)
     sys.setswitchinterval(settings.switch_interval_ms / 1000.0)
     services = await to_thread.run_sync(Services.build, settings, app.state.metrics)
@@ -80,7 +89,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         "sidecar started",
         extra={
             "checkpoint_store": settings.checkpoint_store,
-            "auth": settings.token is not None,
+            "auth": app.state.token.source,
             "model_loaded": services.manager.current is not None,
         },
     )
@@ -95,6 +104,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
+    """The app; the middlewares, outermost first: request metrics, the Host allow-list,
+    JSON-only state-changing requests, the body limit, the predict shortcut."""
     settings = settings or Settings()
     app = FastAPI(
         title="swipe-fl sidecar",
@@ -105,10 +116,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = Metrics()
     app.state.services = None
+    app.state.token = None  # the lifespan resolves it (env, token file, or made on first start)
     install_error_handlers(app)
     app.include_router(api_router)
     app.add_middleware(PredictShortcut, route=predict.ROUTE)  # added first: innermost
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(JsonOnly)
+    app.add_middleware(HostAllowList, names=settings.allowed_host_names)
     app.add_middleware(
         RequestMetricsMiddleware, metrics=app.state.metrics, access_log=settings.access_log
     )

@@ -18,16 +18,16 @@ from fastapi.routing import APIRoute
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .api.deps import unauthorized
 from .errors import ApiError, error_response, internal_error
+from .guards import header
 from .middleware import read_body, replay_body
 from .schemas import PredictRequest
 
 
 def _is_json(scope: Scope) -> bool:
-    for name, value in scope["headers"]:
-        if name == b"content-type":
-            return value.split(b";", 1)[0].strip().lower() == b"application/json"
-    return False
+    value = header(scope, b"content-type")
+    return value is not None and value.split(";", 1)[0].strip().lower() == "application/json"
 
 
 class PredictShortcut:
@@ -46,10 +46,15 @@ class PredictShortcut:
         ):
             await self.app(scope, receive, send)
             return
+        state = scope["app"].state
+        token = getattr(state, "token", None)
+        if token is not None and not token.allows(header(scope, b"authorization")):
+            scope["route"] = self.route  # before the body is read: a stranger's costs nothing
+            await error_response(unauthorized())(scope, receive, send)
+            return
         body = await read_body(receive)  # the body limit outside has already bounded it
         if body is None:
             return
-        state = scope["app"].state
         services = getattr(state, "services", None)
         try:
             request = PredictRequest.model_validate_json(body) if services is not None else None

@@ -3,6 +3,10 @@
 ``SidecarProcess`` runs ``python -m serve`` on a free loopback port with its own device
 directory and checkpoint directory; ``start()`` waits for /health, ``stop()`` sends SIGTERM
 (graceful), ``kill()`` sends SIGKILL. Its stderr (JSON logs) goes to ``log_path``.
+
+Auth: ``token="..."`` sets SWIPEFL_API_TOKEN; ``auth="token"`` without one leaves the sidecar
+to make its token file (the default posture; ``client()`` reads the file); with neither, the
+sidecar runs with the explicit ``SWIPEFL_AUTH=none`` (loopback) for tests about other things.
 """
 
 from __future__ import annotations
@@ -77,6 +81,8 @@ class SidecarProcess:
         )
         if self.token:
             env["SWIPEFL_API_TOKEN"] = self.token
+        elif "auth" not in self.settings:
+            env["SWIPEFL_AUTH"] = "none"
         for key, value in self.settings.items():
             env[f"SWIPEFL_{key.upper()}"] = str(value)
         env.update(self.extra_env)
@@ -134,9 +140,27 @@ class SidecarProcess:
         except OSError:
             return ""
 
+    @property
+    def token_file(self) -> Path:
+        return self.device_dir / "api-token"
+
+    def auth_token(self) -> str | None:
+        """The token requests need: the one given, else the sidecar's token file, if any."""
+        if self.token:
+            return self.token
+        try:
+            return self.token_file.read_text().strip() or None
+        except FileNotFoundError:
+            return None
+
+    def headers(self) -> dict[str, str]:
+        """What the keyboard sends: its token, and JSON (state-changing requests need it)."""
+        token = self.auth_token()
+        auth = {"Authorization": f"Bearer {token}"} if token else {}
+        return {"Content-Type": "application/json", **auth}
+
     def client(self, **kwargs: Any) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=30, **kwargs)
+        return httpx.Client(base_url=self.url, headers=self.headers(), timeout=30, **kwargs)
 
     def checkpoints(self) -> CheckpointStore:
         return CheckpointStore(LocalDirBackend(self.checkpoint_dir, fsync=False))

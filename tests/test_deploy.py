@@ -192,6 +192,7 @@ def test_whole_loop_from_keyboards_to_release_and_back(deployment_factory):
                 for k, v in make_user(900, lexicon).swipes(1)[0].to_dict().items()
                 if k != "word"
             },
+            headers={"Authorization": f"Bearer {dep.sidecar_token(i)}"},  # predictions too
             timeout=30,
         )
         assert prediction.status_code == 200

@@ -148,9 +148,16 @@ def test_predict_shortcut_answers_as_the_route_does(client, swipes):
     assert metric_value(text, "swipefl_http_request_duration_seconds_count", labels) >= 2
 
 
-def test_predict_needs_no_token(sidecar, swipes):
-    resp = httpx.post(sidecar.url + "/api/v1/predict", json=unlabelled(swipes[0]))
-    assert resp.status_code == 200
+def test_predict_needs_the_token(sidecar, swipes):
+    """Answers come from the personalized model and the user's words: no token, no answer
+    (docs/sidecar.md, "The door"), on the shortcut and on the route alike."""
+    for content_type in ("application/json", "application/vnd.swipefl+json"):
+        resp = httpx.post(
+            sidecar.url + "/api/v1/predict",
+            content=json.dumps(unlabelled(swipes[0])),
+            headers={"Content-Type": content_type},
+        )
+        assert_error(resp, 401, "UNAUTHORIZED")
 
 
 @pytest.mark.parametrize(
@@ -289,6 +296,7 @@ def test_batch_too_large(client, swipes):
 @pytest.mark.parametrize(
     "method, path, body",
     [
+        ("POST", "/api/v1/predict", "unlabelled"),
         ("POST", "/api/v1/swipes", "swipe"),
         ("DELETE", "/api/v1/swipes", None),
         ("POST", "/api/v1/model/reload", None),
@@ -299,12 +307,13 @@ def test_batch_too_large(client, swipes):
 )
 @pytest.mark.parametrize("auth", [None, "Bearer wrong-token", "Basic abc", TOKEN])
 def test_unauthorized(sidecar, swipes, method, path, body, auth):
-    headers = {}
+    headers = {"Content-Type": "application/json"}  # state-changing requests need JSON
     if auth == TOKEN:
         headers["Authorization"] = TOKEN  # the token without the Bearer scheme
     elif auth:
         headers["Authorization"] = auth
-    payload = swipes[0] if body == "swipe" else body
+    named = {"swipe": swipes[0], "unlabelled": unlabelled(swipes[0])}
+    payload = named[body] if isinstance(body, str) else body
     resp = httpx.request(method, sidecar.url + path, json=payload, headers=headers)
     assert_error(resp, 401, "UNAUTHORIZED")
     assert resp.headers["WWW-Authenticate"] == "Bearer"

@@ -77,18 +77,57 @@ class SwipeModel(nn.Module):
         return self.head(self.drop(out)).log_softmax(-1), out_len
 
 
+class RowIndependentModel(nn.Module):
+    """`SwipeModel.forward` for serving: each row of a batch gets the answer it gets alone.
+
+    Two things couple the rows of the training forward. The first convolution's outputs past a
+    row's end are computed from padding and feed the strided convolution's last frames (and,
+    through the backward GRU, every frame), so a row's answer depends on whether a longer
+    neighbour made it padded; here they are zeroed, as the convolution's own padding is when
+    the row is alone. And int8 dynamic quantization picks one activation scale for the whole
+    batch, so one extreme request moves its neighbours' answers; the GRU and the head here are
+    either float or dynamic float16 (half-precision weights, float activations: nothing is
+    shared across rows).
+    """
+
+    def __init__(self, model: SwipeModel) -> None:
+        super().__init__()
+        self.conv_in = nn.Sequential(model.conv[0], model.conv[1])
+        self.conv_out = nn.Sequential(model.conv[2], model.conv[3])
+        self.norm = model.norm
+        self.gru = model.gru
+        self.head = model.head
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: (batch, frames, features) -> log-probs (batch, frames/2, classes), lengths."""
+        h = self.conv_in(x.transpose(1, 2))
+        frames = torch.arange(h.shape[2], device=h.device).unsqueeze(0)
+        inside = (frames < lengths.to(h.device).unsqueeze(1)).unsqueeze(1).to(h.dtype)
+        h = self.norm(self.conv_out(h * inside).transpose(1, 2))
+        out_len = torch.div(lengths + 1, 2, rounding_mode="floor")
+        if h.shape[0] == 1:
+            out, _ = self.gru(h)
+        else:
+            packed = pack_padded_sequence(h, out_len.cpu(), batch_first=True, enforce_sorted=False)
+            packed_out, _ = self.gru(packed)
+            out, _ = pad_packed_sequence(packed_out, batch_first=True, total_length=h.shape[1])
+        return self.head(out).log_softmax(-1), out_len
+
+
 def serving_module(model: SwipeModel, quantize: bool = False) -> nn.Module:
-    """The eval-mode model as TorchScript for serving threads, optionally int8.
+    """The eval-mode model as TorchScript for serving threads, rows independent of each other.
 
     An eager forward releases and re-takes the GIL at every op, so beside a busy event loop
     each op waits for its turn (batch-8 forward of the base model: 6.6 ms alone, 17.9 ms next
     to a busy Python thread); a scripted forward releases it once (6.1 and 8.1 ms). TorchScript
     is deprecated from torch 2.13, but nothing else runs a whole CPU forward without Python
-    between the ops; where scripting fails, the eager model serves (correct, slower under load).
+    between the ops; where scripting fails, the eager module serves (correct, slower under load).
 
-    ``quantize``: dynamic int8 weights for the GRU and the head (activations stay float), the
-    usual on-device trade; `bench/quantization.py` measures its speed and accuracy against
-    float. Without it the module shares `model`'s weights; with it, it has its own.
+    The forward is `RowIndependentModel`'s: a batched request gets the answer it would get
+    alone. ``quantize``: dynamic float16 weights for the GRU and the head (activations stay
+    float). Not int8: its per-batch activation scale couples requests (issue 16); float16
+    keeps most of int8's speed (`bench/serve.py` measures). Without it the module shares
+    `model`'s weights; with it, the GRU and the head are its own.
     """
     model.eval()
     served: nn.Module = model
@@ -96,11 +135,13 @@ def serving_module(model: SwipeModel, quantize: bool = False) -> nn.Module:
         try:
             with _deprecations_quiet():
                 served = torch.ao.quantization.quantize_dynamic(
-                    model, {nn.GRU, nn.Linear}, dtype=torch.qint8
+                    model, {nn.GRU, nn.Linear}, dtype=torch.float16
                 )
-        except Exception:  # no quantized engine here: float weights
+                with torch.inference_mode():  # an engine may lack float16 kernels at run time
+                    served(torch.zeros(1, 4, model.config.n_features), torch.tensor([4]))
+        except Exception:  # no quantized engine with float16 kernels here: float weights
             served = model
-    return scripted(served)
+    return scripted(RowIndependentModel(served).eval())
 
 
 def scripted(fn_or_module: Any) -> Any:

@@ -15,6 +15,7 @@ import numpy as np
 from fl_app.decoder.features import collapse_repeats
 from fl_app.decoder.keyboard import Keyboard
 from fl_app.decoder.lexicon import Lexicon
+from fl_app.decoder.template_cache import TieredCache
 
 N_SAMPLES = 32
 COARSE_STRIDE = 4
@@ -110,11 +111,14 @@ def build_templates(lexicon: Lexicon, keyboard: Keyboard) -> Templates:
 
 
 class TemplateDecoder:
-    """Scores lexicon words against a trace; caches templates per keyboard geometry."""
+    """Scores lexicon words against a trace; caches templates per key arrangement.
+
+    The cache (`TieredCache`) keeps the arrangements used most, so a stream of other keyboard
+    geometries cannot evict the templates of the keyboard the device types on.
+    """
 
     def __init__(self, lexicon: Lexicon, params: TemplateParams | None = None) -> None:
         self.params = params or TemplateParams()
-        self._cache: dict[str, Templates] = {}
         self.lexicon = lexicon
 
     @property
@@ -124,22 +128,22 @@ class TemplateDecoder:
     @lexicon.setter
     def lexicon(self, lexicon: Lexicon) -> None:
         self._lexicon = lexicon
-        self._cache.clear()
+        self.cache: TieredCache[Templates] = TieredCache()  # a new one: readers keep theirs
 
     def templates(self, keyboard: Keyboard) -> Templates:
-        key = keyboard.layout_key
-        templates = self._cache.get(key)  # one read: another thread may clear the cache
-        if templates is None:
-            if len(self._cache) > 32:
-                self._cache.clear()
-            templates = self._cache[key] = build_templates(self._lexicon, keyboard)
-        return templates
+        cache = self.cache  # cache first: a lexicon change sets the lexicon, then the cache
+        lexicon = self._lexicon
+        return cache.get(keyboard.layout_key, lambda: build_templates(lexicon, keyboard))
 
     def channel_distances(
         self, points: np.ndarray, keyboard: Keyboard
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Pruned candidates (positions in Templates) with their shape and location distances."""
-        tpl = self.templates(keyboard)
+        return self._distances(points, keyboard, self.templates(keyboard))
+
+    def _distances(
+        self, points: np.ndarray, keyboard: Keyboard, tpl: Templates
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         trace = resample_path(keyboard.to_key_units(points[:, :2]))
         p = self.params
         d_start = _row_norm(tpl.key_centres - trace[0])[tpl.start_key]
@@ -161,8 +165,8 @@ class TemplateDecoder:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(lexicon indices, template log-likelihood without prior, log prior) of candidates."""
         p = params or self.params
-        cand, d_shape, d_loc = self.channel_distances(points, keyboard)
-        tpl = self.templates(keyboard)
+        tpl = self.templates(keyboard)  # one lookup: candidates index this very bank
+        cand, d_shape, d_loc = self._distances(points, keyboard, tpl)
         loglik = -0.5 * (d_shape / p.sigma_shape) ** 2 - 0.5 * (d_loc / p.sigma_location) ** 2
         return tpl.word_index[cand], loglik, tpl.log_prior[cand]
 

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 
+from ..core.auth import ApiToken
 from ..core.config import Settings
 from ..errors import ApiError
 from ..services import Services
 
-_bearer = HTTPBearer(auto_error=False, description="SWIPEFL_API_TOKEN, when one is set")
+_bearer = HTTPBearer(
+    auto_error=False, description="SWIPEFL_API_TOKEN, else the device's api-token file"
+)
 
 
 # Dependencies are `async def` on purpose: FastAPI runs a plain `def` dependency in its thread
@@ -30,25 +32,20 @@ async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-async def require_token(
-    settings: Annotated[Settings, Depends(get_settings)],
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> None:
-    """Writes and admin endpoints: a bearer token equal to SWIPEFL_API_TOKEN, when it is set."""
-    token = settings.token
-    if token is None:
-        return
-    given = credentials.credentials if credentials is not None else ""
-    if (
-        credentials is None
-        or credentials.scheme.lower() != "bearer"
-        or not hmac.compare_digest(given.encode(), token.encode())
-    ):
-        raise ApiError(
-            "UNAUTHORIZED",
-            "a valid bearer token is required",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+def unauthorized() -> ApiError:
+    return ApiError(
+        "UNAUTHORIZED", "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"}
+    )
+
+
+async def require_token(request: Request, _: Annotated[object, Depends(_bearer)]) -> None:
+    """Predictions, writes and admin endpoints: ``Authorization: Bearer <token>`` (the
+    ``_bearer`` dependency only documents the scheme in OpenAPI)."""
+    token: ApiToken | None = request.app.state.token
+    if token is None:  # only before the lifespan has started
+        raise ApiError("STORE_UNAVAILABLE", "the sidecar is starting", headers={"Retry-After": "1"})
+    if not token.allows(request.headers.get("authorization")):
+        raise unauthorized()
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]

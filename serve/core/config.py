@@ -23,7 +23,10 @@ class Settings(BaseSettings):
     # -- network ----------------------------------------------------------------------------
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
-    api_token: SecretStr | None = None
+    # -- the door (serve/core/auth.py, serve/guards.py) ------------------------------------
+    auth: Literal["token", "none"] = "token"  # none: no token, loopback only
+    api_token: SecretStr | None = None  # else <device_dir>/api-token, made on first start
+    allowed_hosts: str = "127.0.0.1,localhost,[::1]"  # Host header names; "*": any
 
     # -- where things live ------------------------------------------------------------------
     device_dir: Path = Path("device")
@@ -53,9 +56,9 @@ class Settings(BaseSettings):
     predict_queue: int = Field(256, ge=1)
     predict_timeout_s: float = Field(10.0, gt=0)
     torch_threads: int = Field(1, ge=1)
-    quantize: bool = (
-        True  # serve int8 (dynamic) GRU and head weights: fl_app.decoder.model.serving_module
-    )
+    # Serve float16 weights (row-independent answers, cheaper than float):
+    # fl_app.decoder.model.serving_module; false: float32.
+    quantize: bool = True
     switch_interval_ms: float = Field(0.5, gt=0, le=100)  # sys.setswitchinterval (GIL hand-off)
 
     # -- swipe store ------------------------------------------------------------------------
@@ -63,6 +66,11 @@ class Settings(BaseSettings):
     retention_max_age_days: float | None = Field(None, gt=0)
     retention_check_s: float = Field(3600.0, gt=0)
     heldout_fraction: float = Field(0.1, ge=0.0, le=1.0)
+    # Which rows personalization is judged on: a fixed pseudo-random share ("hash"), or the
+    # newest rows by order ("newest": what the person swiped after the training rows).
+    heldout_split: Literal["hash", "newest"] = "hash"
+    # With no release published yet, serve the base decoder shipped in the package.
+    serve_base: bool = True
     ingest_max_group: int = Field(2048, ge=1)
 
     # -- personalization --------------------------------------------------------------------
@@ -85,6 +93,16 @@ class Settings(BaseSettings):
     @property
     def swipe_store_path(self) -> Path:
         return self.swipe_store or self.device_dir / "swipes.sqlite"
+
+    @property
+    def token_file_path(self) -> Path:
+        return self.device_dir / "api-token"
+
+    @property
+    def allowed_host_names(self) -> frozenset[str] | None:
+        """Lower-case names a Host header may carry; None when any is allowed (``*``)."""
+        names = {n.strip().lower() for n in self.allowed_hosts.split(",") if n.strip()}
+        return None if "*" in names else frozenset(names)
 
     @property
     def token(self) -> str | None:

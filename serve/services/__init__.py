@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass
 
 from fl_app.checkpoints import CheckpointStore, store_from_config
+from fl_app.decoder.template_cache import CacheStats
 from fl_app.swipes.store import SwipeStore
 
 from ..core.config import Settings
@@ -48,6 +49,7 @@ class Services:
             max_rows=settings.retention_max_rows,
             max_age_days=settings.retention_max_age_days,
             heldout_fraction=settings.heldout_fraction,
+            split_rule=settings.heldout_split,
         )
         words = PersonalWords(settings.device_dir / "words.json", settings.max_personal_words)
 
@@ -74,8 +76,15 @@ class Services:
             metrics,
             words.words_for,
             quantize=settings.quantize,
+            base_fallback=settings.serve_base,
             limits=DownloadLimits(settings.download_max_bytes, settings.download_deadline_s),
         )
+
+        def served_templates() -> CacheStats | None:
+            served = manager.current  # one read: a swap may happen meanwhile
+            return None if served is None else served.decoder.template.cache.stats()
+
+        metrics.watch_templates(served_templates)
         predictor = Predictor(
             manager,
             metrics,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import (
@@ -12,6 +13,9 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from fl_app.decoder.template_cache import CacheStats
 
 LATENCY_BUCKETS = (
     0.001,
@@ -57,6 +61,16 @@ class Metrics:
             registry=r,
         )
         self.predictions = Counter("swipefl_predictions", "Predictions served", registry=r)
+        self.predict_expired = Counter(
+            "swipefl_predict_expired",
+            "Predictions dropped before decoding: their requester had timed out",
+            registry=r,
+        )
+        self.predict_undecodable = Counter(
+            "swipefl_predict_undecodable",
+            "Predictions refused as undecodable (422 UNDECODABLE)",
+            registry=r,
+        )
         self.swipes_stored = Counter(
             "swipefl_swipes_stored", "Labelled swipes committed to the swipe store", registry=r
         )
@@ -104,6 +118,10 @@ class Metrics:
         )
         self._info_labels: tuple[str, ...] | None = None
 
+    def watch_templates(self, stats: Callable[[], CacheStats | None]) -> None:
+        """Export the served decoder's template cache, read at each scrape."""
+        self.registry.register(_TemplateCollector(stats))
+
     def set_model(self, version: dict[str, Any] | None) -> None:
         if self._info_labels is not None:
             self.model_info.remove(*self._info_labels)
@@ -123,3 +141,32 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _TemplateCollector:
+    """``swipefl_template_builds_total`` and ``swipefl_template_banks{tier}`` of the served
+    decoder's template cache (a new cache, with new counts, comes with a new lexicon)."""
+
+    def __init__(self, stats: Callable[[], CacheStats | None]) -> None:
+        self.stats = stats
+
+    def describe(self) -> list[Metric]:
+        return []  # the families exist only once a model is served
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.stats()
+        if stats is None:
+            return
+        yield CounterMetricFamily(
+            "swipefl_template_builds",
+            "Template banks built by the served decoder (one per new key arrangement)",
+            value=stats.builds,
+        )
+        banks = GaugeMetricFamily(
+            "swipefl_template_banks",
+            "Template banks cached: residents (used most) and strangers (seen recently)",
+            labels=["tier"],
+        )
+        banks.add_metric(["resident"], stats.residents)
+        banks.add_metric(["stranger"], stats.strangers)
+        yield banks

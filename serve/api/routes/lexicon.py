@@ -13,7 +13,7 @@ from .common import errors
 router = APIRouter(prefix="/api/v1/lexicon", tags=["lexicon"], dependencies=[TokenDep])
 
 
-@router.post("/words", response_model=WordsAdded, responses=errors(401, 413, 422))
+@router.post("/words", response_model=WordsAdded, responses=errors(401, 413, 415, 422))
 def add_words(body: WordsRequest, services: ServicesDep) -> WordsAdded:
     served = services.manager.current
     language = body.language or (served.language if served else "en")

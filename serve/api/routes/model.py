@@ -38,7 +38,9 @@ async def get_model(services: ServicesDep) -> ModelStatus:
     return model_status(services)
 
 
-@router.post("/reload", response_model=ReloadResult, dependencies=[TokenDep], responses=errors(401))
+@router.post(
+    "/reload", response_model=ReloadResult, dependencies=[TokenDep], responses=errors(401, 415)
+)
 async def reload_model(services: ServicesDep) -> ReloadResult:
     """Check the release pointer now; a refused release is retried too."""
     result = await to_thread.run_sync(services.manager.check, True)

@@ -1,5 +1,8 @@
 """POST /api/v1/predict: a swipe without a word -> top-k candidates and the model version.
 
+It needs the token like the writes: its answers come from the personalized model and the
+user's own words, which another app could otherwise probe (docs/sidecar.md, "The door").
+
 The answer is ``services.prediction``'s. Requests normally reach it through
 ``serve.predict_shortcut`` (same answers, without FastAPI's per-request machinery), which labels
 its requests with ``ROUTE``; the route below is what OpenAPI documents and what answers
@@ -14,7 +17,7 @@ from fastapi.routing import APIRoute
 
 from ...schemas import PredictRequest, PredictResponse
 from ...services.prediction import MODEL_VERSION_HEADER
-from ..deps import ServicesDep
+from ..deps import ServicesDep, TokenDep
 from .common import errors
 
 router = APIRouter(prefix="/api/v1", tags=["predict"])
@@ -25,8 +28,9 @@ PATH = "/api/v1/predict"
 @router.post(
     PATH.removeprefix(router.prefix),
     response_model=PredictResponse,
+    dependencies=[TokenDep],
     responses={
-        **errors(413, 422, 503),
+        **errors(401, 413, 415, 422, 503),
         200: {
             "headers": {
                 MODEL_VERSION_HEADER: {

@@ -17,7 +17,7 @@ router = APIRouter(prefix="/api/v1/train", tags=["personalization"])
     status_code=202,
     response_model=TrainJob,
     dependencies=[TokenDep],
-    responses=errors(401, 409, 422, 503),
+    responses=errors(401, 409, 415, 422, 503),
 )
 def start_training(services: ServicesDep, body: TrainRequest | None = None) -> TrainJob:
     """Fine-tune the release on this device's swipes; swapped in only if it beats the release."""
