@@ -1,7 +1,10 @@
 """Flower ServerApp entry point (`flwr run .`); the logic lives in fl_app.federation.server.
 
-Run config: one key, `overrides`, carrying Hydra overrides for conf/ (the copy in this app
-bundle), e.g. `flwr run . --run-config "overrides='strategy=fedprox model.hidden=64'"`.
+Run config (pyproject [tool.flwr.app.config]): `overrides`, Hydra overrides for conf/ (the copy
+in this app bundle), and the keys a Flower user types: `num-server-rounds`, `strategy`,
+`fraction-train`, `local-epochs`, `lr` (fl_app.federation.run_keys; an explicit key wins over
+`overrides`, which wins over conf/), e.g.
+`flwr run . --run-config "num-server-rounds=5 strategy=\"fedprox\" overrides='model.hidden=64'"`.
 """
 
 from pathlib import Path

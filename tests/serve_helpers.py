@@ -48,6 +48,8 @@ class SidecarProcess:
         *,
         token: str | None = None,
         extra_env: dict[str, str] | None = None,
+        python: str = sys.executable,
+        cwd: Path = ROOT,
         **settings: Any,
     ) -> None:
         self.tmp = Path(tmp)
@@ -57,6 +59,7 @@ class SidecarProcess:
         self.token = token
         self.settings = settings
         self.extra_env = dict(extra_env or {})
+        self.python, self.cwd = python, cwd  # another venv's sidecar: its python, outside ROOT
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
         self.log_path = self.tmp / "sidecar.log"
@@ -92,8 +95,8 @@ class SidecarProcess:
         self.starts += 1
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "serve"],
-            cwd=str(ROOT),
+            [self.python, "-m", "serve"],
+            cwd=str(self.cwd),
             env=self.env(),
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -7,17 +7,16 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 from flwr.app import Array, ArrayRecord, Error, Message, Metadata, MetricRecord, RecordDict
 from flwr.app.message.message import make_message
+from superlink_helpers import flwr, simulation_superlink, wait_for_run
 
 from fl_app.checkpoints import (
     CheckpointStore,
@@ -56,79 +55,11 @@ def local_store(root: Path, prefix: str = "") -> CheckpointStore:
 # -- `flwr run .` with the S3 backend ------------------------------------------------------
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def superlink(tmp_path, s3_server, s3_bucket):
     """Our own simulation SuperLink, started with the S3 variables (it keeps its first env)."""
-    home = tmp_path / "flwr-home"
-    home.mkdir()
-    port = _free_port()
-    (home / "config.toml").write_text(
-        f'[superlink]\ndefault = "t"\n\n[superlink.t]\naddress = "127.0.0.1:{port}"\n'
-        "insecure = true\n"
-    )
-    env = {
-        **os.environ,
-        **s3_server.env(s3_bucket),
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        "FLWR_HOME": str(home),
-        "FLWR_TELEMETRY_ENABLED": "0",
-        "FLWR_DISABLE_UPDATE_CHECK": "1",
-        "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
-        "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0",
-    }
-    log = open(tmp_path / "superlink.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [str(BIN / "flower-superlink"), "--insecure", "--simulation", "--host", "127.0.0.1",
-         "--port", str(port), "--disable-runtime-dependency-installation"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, start_new_session=True,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=0.5)
-                break
-            except OSError:
-                assert proc.poll() is None, (tmp_path / "superlink.log").read_text()
-                assert time.monotonic() < deadline, "SuperLink did not start"
-                time.sleep(0.2)
+    with simulation_superlink(tmp_path, s3_server.env(s3_bucket)) as env:
         yield env
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        log.close()
-
-
-def _flwr(env: dict, *args: str, timeout: float = 120) -> str:
-    out = subprocess.run(
-        [str(BIN / "flwr"), *args], env=env, cwd=ROOT, capture_output=True, text=True,
-        timeout=timeout, check=False,
-    )  # fmt: skip
-    assert out.returncode == 0, out.stdout + out.stderr
-    return out.stdout
-
-
-def _wait_for_run(env: dict, run_id: str, timeout: float = 420) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        runs = json.loads(_flwr(env, "list", "t", "--run-id", run_id, "--format", "json"))["runs"]
-        if runs and str(runs[0]["status"]).startswith("finished:"):
-            return runs[0]
-        time.sleep(2)
-    raise AssertionError(f"run {run_id} did not finish in {timeout}s")
 
 
 @pytest.mark.slow
@@ -140,12 +71,12 @@ def test_flwr_run_s3_checkpoints_release_and_learning(
               "model.hidden=24", "run_id=accept")
     )  # fmt: skip
     started = json.loads(
-        _flwr(superlink, "run", ".", "t", "--format", "json",
+        flwr(superlink, "run", ".", "t", "--format", "json",
               "--run-config", f"overrides='{overrides}'",
               "--federation-config", "num-supernodes=5")
     )  # fmt: skip
-    run = _wait_for_run(superlink, str(started["run-id"]))
-    logs = _flwr(superlink, "log", str(started["run-id"]), "t", "--show")
+    run = wait_for_run(superlink, str(started["run-id"]))
+    logs = flwr(superlink, "log", str(started["run-id"]), "t", "--show")
     assert run["status"] == "finished:completed", (run, logs[-3000:])
     assert "round 2/2 | clients ok 5 failed 0" in logs
 

@@ -1,8 +1,10 @@
 """Configuration: compose `conf/` (Hydra), check it, and read it into the typed run config.
 
-`conf/` is the one source of truth. `flwr run .` hands the ServerApp one run-config string,
-`overrides` (Hydra override syntax, e.g. ``strategy=fedprox model.hidden=64``), which `compose`
-applies; `python -m fl_app.federation.experiment` composes the same tree from its command line.
+`conf/` is the one source of truth. `flwr run .` hands the ServerApp a run-config string,
+`overrides` (Hydra override syntax, e.g. ``strategy=fedprox model.hidden=64``), and the few keys
+a Flower user types (``num-server-rounds``, ``strategy``, ...; `fl_app.federation.run_keys`),
+which `run_overrides` turns into one list of overrides for `compose` to apply;
+`python -m fl_app.federation.experiment` composes the same tree from its command line.
 `finalize` fills what depends on the place and time of a run (absolute paths, the run id) and
 returns a `RunConfig` (fl_app.federation.run_config) whose resolved data, written into every
 manifest, says exactly what ran. Secrets never enter the config: the checkpoint store reads them
@@ -28,6 +30,7 @@ from fl_app.federation.run_config import (
     RunConfig,
     read_run_config,
 )
+from fl_app.federation.run_keys import key_overrides
 
 __all__ = [
     "ConfigError",
@@ -44,7 +47,7 @@ __all__ = [
 
 CONF_DIR_ENV = "SWIPEFL_CONF_DIR"
 CACHE_ENV = "SWIPEFL_CACHE"
-OVERRIDES_KEY = "overrides"  # the app's one run-config key (pyproject [tool.flwr.app.config])
+OVERRIDES_KEY = "overrides"  # the Hydra run-config key (pyproject [tool.flwr.app.config])
 # Config groups that were renamed: old overrides are refused with the new name.
 RENAMED_GROUPS = {"store": "checkpoints"}
 
@@ -76,8 +79,10 @@ def split_overrides(overrides: str | list[str] | tuple[str, ...] | None) -> list
 
 
 def run_overrides(run_config: Mapping[str, Any]) -> list[str]:
-    """The Hydra overrides a Flower run config carries (today its one key, `overrides`)."""
-    return split_overrides(str(run_config.get(OVERRIDES_KEY, "") or ""))
+    """The Hydra overrides a Flower run config carries: `overrides`, then the keys that are set
+    (`run_keys`), so an explicit key wins over `overrides`, which wins over conf/."""
+    items = split_overrides(str(run_config.get(OVERRIDES_KEY, "") or ""))
+    return items + key_overrides(run_config)
 
 
 def refuse_renamed(overrides: Iterable[str]) -> None:
