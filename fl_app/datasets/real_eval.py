@@ -17,7 +17,7 @@ same condition built from *their* words, and only then measured on dev.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -32,6 +32,7 @@ from fl_app.decoder.tuning import tune_fusion, tune_template
 
 FULL_SIZE = 100_000  # the product's English lexicon file holds this many words
 TEMPLATE = "template (SHARK2, tuned)"
+COARSE_KEEP = 2000  # candidates the template's coarse pass keeps before its full comparison
 
 
 @dataclass(frozen=True)
@@ -123,10 +124,14 @@ def figure(
     )
 
 
-def tuned_template(condition: LexiconCondition, val: Sequence[RealSwipe]) -> TemplateParams:
-    """The template baseline's weights fitted on public-val under `condition`."""
+def tuned_template(
+    condition: LexiconCondition, val: Sequence[RealSwipe], coarse_keep: int = COARSE_KEEP
+) -> TemplateParams:
+    """The template baseline's weights fitted on public-val under `condition` (a 100,000-word
+    lexicon leaves thousands of words near a trace's ends: the coarse pass keeps `coarse_keep`)."""
     lexicon = condition.build([r.swipe.word for r in val])
-    params, _ = tune_template(TemplateDecoder(lexicon), [r.swipe for r in val])
+    start = TemplateParams(coarse_keep=coarse_keep)
+    params, _ = tune_template(TemplateDecoder(lexicon, start), [r.swipe for r in val])
     return params
 
 
@@ -152,12 +157,13 @@ def measure_on_real(
             log(f"{cond.label}: {TEMPLATE} top-1 {figures[-1].metrics['top1']:.3f}")
         val_lex = cond.build([r.swipe.word for r in val])
         for label, (spec, model) in models.items():
-            decoder = LearnedDecoder(model, spec.features, val_lex, params, spec.fusion)
+            own = replace(params, coarse_keep=spec.template.coarse_keep)  # the model's own cut
+            decoder = LearnedDecoder(model, spec.features, val_lex, own, spec.fusion)
             fusion, _ = tune_fusion(decoder, [r.swipe for r in val])
             decoder.fusion = fusion
             decoder.lexicon = dev_lex
             rk = ranks(decoder.decode_many, dev)
-            tuned = {"template": params.to_dict(), "fusion": fusion.to_dict()}
+            tuned = {"template": own.to_dict(), "fusion": fusion.to_dict()}
             figures.append(figure(label, cond, dev, rk, tuned))
             log(f"{cond.label}: {label} top-1 {figures[-1].metrics['top1']:.3f}")
     return figures

@@ -27,14 +27,24 @@ class DataSettings:
 
 
 @dataclass
+class DecodingSettings:
+    """The candidate cuts (the weights are tuned on public-val): a 100,000-word lexicon leaves
+    thousands of words near a trace's ends."""
+
+    coarse_keep: int = 2000  # template candidates after the coarse location pass
+    wide: int = 800  # ... of which the best by template score reach the model's cut
+    shortlist: int = 96  # ... which keeps this many for CTC scoring
+
+
+@dataclass
 class TrainSettings:
-    steps: int = 12_000
+    steps: int = 16_000
     batch_size: int = 64
     lr: float = 2e-3
     warmup_steps: int = 300
     weight_decay: float = 1e-4
     grad_clip: float = 1.0
-    threads: int = 0  # torch threads; 0: torch's default (all cores)
+    threads: int = 1  # torch threads (0: all cores); one gives the same weights on any machine
 
 
 @dataclass
@@ -43,6 +53,7 @@ class PretrainConfig:
     model: ModelSettings = field(default_factory=ModelSettings)
     data: DataSettings = field(default_factory=DataSettings)
     train: TrainSettings = field(default_factory=TrainSettings)
+    decoding: DecodingSettings = field(default_factory=DecodingSettings)
     out: str = "outputs/pretrain"  # the checkpoint folder (model.safetensors + manifest.json)
     evaluate_dev: bool = True  # report the dev users' figures (never used to choose anything)
     eval_swipes: int = 0  # at most this many swipes of public-val and of dev (0: all of them)

@@ -133,8 +133,10 @@ def run(cfg: PretrainConfig, log: Callable[[str], None] = print) -> dict[str, An
     t_train = time.perf_counter() - t1
 
     # Decoding weights for the shipped lexicon, chosen on public-val.
-    params = tuned_template(SHIPPED, val)
-    decoder = LearnedDecoder(model, spec.features, SHIPPED.build([]), params, spec.fusion)
+    d = cfg.decoding
+    params = tuned_template(SHIPPED, val, coarse_keep=d.coarse_keep)
+    start = replace(spec.fusion, wide=d.wide, shortlist=d.shortlist)
+    decoder = LearnedDecoder(model, spec.features, SHIPPED.build([]), params, start)
     fusion, _ = tune_fusion(decoder, [r.swipe for r in val])
     spec = replace(spec, template=params, fusion=fusion)
 
