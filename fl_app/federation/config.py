@@ -174,21 +174,32 @@ def finalize(cfg: DictConfig, *, run_id: str | None = None) -> RunConfig:
     plain = OmegaConf.to_container(out)
     assert isinstance(plain, dict)
     if plain.get("init") == INIT_BASE:
-        _take_base_spec(plain)
+        _take_base_spec(plain, root)
     run = read_run_config(plain)
     validate(run)
     return run
 
 
-def _take_base_spec(plain: dict[str, Any]) -> None:
-    """Write the shipped base's decoder into the config (so every manifest says what ran)."""
+def _take_base_spec(plain: dict[str, Any], root: Path) -> None:
+    """Write the base's decoder (the shipped one, or `init_from`'s) into the config, so every
+    manifest says what ran."""
     from fl_app.base import NoBaseModel, base_dir, base_manifest
+    from fl_app.checkpoints import CheckpointError
+    from fl_app.checkpoints.format import read_manifest_dir
 
     language = str(plain["data"]["language"])
+    folder = plain.get("init_from")
     try:
-        manifest = base_manifest(language)
+        if folder:
+            folder = _absolute(folder, root)
+            manifest = read_manifest_dir(folder)
+        else:
+            folder = str(base_dir(language))
+            manifest = base_manifest(language)
     except NoBaseModel as exc:
         raise ConfigError(f"init=base: {exc}; use init=random") from None
+    except (OSError, CheckpointError) as exc:
+        raise ConfigError(f"init_from={folder}: not a checkpoint folder ({exc})") from None
     spec = DecoderSpec.from_manifest(manifest["decoder"])
     plain["model"] = {
         "conv_channels": spec.conv_channels,
@@ -199,7 +210,8 @@ def _take_base_spec(plain: dict[str, Any]) -> None:
         "fusion": spec.fusion.to_dict(),
     }
     plain["data"]["lexicon_size"] = spec.lexicon_size
-    plain["init_checkpoint"] = {"dir": str(base_dir(language)), "sha256": manifest["sha256"]}
+    plain["init_from"] = folder
+    plain["init_checkpoint"] = {"dir": folder, "sha256": manifest["sha256"]}
 
 
 def _need(cond: bool, key: str, what: str) -> None:

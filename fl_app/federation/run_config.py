@@ -189,6 +189,7 @@ class RunConfig:
     run_id: str | None
     init: Init  # base: start from the shipped base (its decoder spec); random: from `seed`
     init_sha256: str | None  # init=base: the base's tensors file digest
+    init_dir: Path | None  # init=base: the checkpoint folder it starts from
     paths: PathsConfig
     decoder: DecoderSpec  # the model group with data.language and data.lexicon_size
     strategy: StrategyConfig
@@ -220,6 +221,7 @@ def read_run_config(plain: dict[str, Any]) -> RunConfig:
         run_id=top.optional_text("run_id"),
         init=init,
         init_sha256=top.section("init_checkpoint").text("sha256") if init == INIT_BASE else None,
+        init_dir=top.section("init_checkpoint").path("dir") if init == INIT_BASE else None,
         paths=PathsConfig(root=paths.path("root"), outputs=paths.path("outputs")),
         decoder=_decoder(top.section("model"), data),
         strategy=_strategy(top.section("strategy")),

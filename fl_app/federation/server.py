@@ -331,7 +331,7 @@ def run_federation(
     start = (
         f"from {resume.path}"
         if resume is not None
-        else ("from the shipped base" if cfg.init == INIT_BASE else "from a fresh model")
+        else (f"from the base {cfg.init_dir}" if cfg.init == INIT_BASE else "from a fresh model")
     )
     echo(
         f"run {run_id}: strategy {name}, {cfg.federation.num_rounds} round(s) "
@@ -363,12 +363,14 @@ def run_federation(
 
 
 def base_tensors(cfg: RunConfig) -> dict[str, Any]:
-    """The shipped base's tensors, checked against the digest the run config recorded."""
-    from fl_app.base import read_base
+    """The base's tensors (the shipped base, or `init_from`), checked against the digest the
+    run config recorded."""
+    from fl_app.checkpoints.format import read_checkpoint_dir
 
-    tensors, manifest = read_base(cfg.decoder.language)
+    assert cfg.init_dir is not None
+    tensors, manifest = read_checkpoint_dir(cfg.init_dir)
     if manifest["sha256"] != cfg.init_sha256:
-        raise ValueError("the shipped base changed between composing the config and the run")
+        raise ValueError(f"{cfg.init_dir} changed between composing the config and the run")
     return tensors
 
 
