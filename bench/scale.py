@@ -21,11 +21,11 @@ import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import torch
+from memory import PeakMemory
 from report_header import report_header, write_report
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "scale.md"
@@ -51,63 +51,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides (after --)")
     return p.parse_args(argv)
-
-
-# -- memory of the process tree ------------------------------------------------------------------
-
-
-def _children() -> dict[int, list[int]]:
-    kids: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[-1].split()[1])
-        kids.setdefault(ppid, []).append(int(entry.name))
-    return kids
-
-
-def tree_pss_bytes(root: int) -> tuple[int, int]:
-    """(sum of PSS, number of processes) of `root` and its descendants."""
-    kids = _children()
-    todo, seen, total = [root], set(), 0
-    while todo:
-        pid = todo.pop()
-        if pid in seen:
-            continue
-        seen.add(pid)
-        todo += kids.get(pid, [])
-        try:
-            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    total += int(line.split()[1]) * 1024
-                    break
-        except OSError:
-            continue
-    return total, len(seen)
-
-
-class PeakMemory(threading.Thread):
-    def __init__(self, interval_s: float = 0.5) -> None:
-        super().__init__(daemon=True)
-        self.interval_s = interval_s
-        self.peak = 0
-        self.peak_procs = 0
-        self._stop_event = threading.Event()
-
-    def run(self) -> None:
-        while not self._stop_event.is_set():
-            total, procs = tree_pss_bytes(os.getpid())
-            if total > self.peak:
-                self.peak, self.peak_procs = total, procs
-            self._stop_event.wait(self.interval_s)
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join()
 
 
 # -- the run -----------------------------------------------------------------------------------

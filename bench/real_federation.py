@@ -1,0 +1,405 @@
+"""Federation over real people (issue 14): every device user of the real swipes its own node.
+
+    python bench/real_federation.py --synthetic-only outputs/pretrain/synthetic-only
+
+The 747 *device* users of ../shared/real-swipes (docs/data.md) are imported into one swipe
+store each, and a Flower simulation runs one SuperNode per store (`data=stores`; a census leaves
+out nodes with too few swipes). Every figure is measured on the *dev* users, never trained on,
+under two lexicon conditions (the 100,000-word lexicon as shipped, and with the dev words
+added), with decoding weights tuned on public-val, and every difference gets a paired
+bootstrap over dev users.
+
+1. From the synthetic-only model (no real trace in its training): federating over the device
+   users, against centralized training on the union of the same users' training swipes at
+   equal passes from the same start (centralized learning rate chosen on public-val).
+2. From the shipped base: the gain, and whether the release rule let the result replace the
+   base (a round must beat the release devices serve, on the run's public-val evaluator).
+3. Personalization: the sidecar's own code (`serve.services`) on device users with enough
+   swipes, trained on each user's earlier 80% and judged on their newest 20%.
+4. Rounds, clients per round, wall time, peak memory of the whole process tree.
+
+Figures from this data cite Leiva et al., How We Swipe, MobileHCI 2021.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from memory import PeakMemory
+from report_header import report_header, write_report
+
+from fl_app.base import base_dir
+from fl_app.checkpoints.format import read_checkpoint_dir
+from fl_app.datasets.importer import import_file
+from fl_app.datasets.real import CITATION, load_real, real_swipes_file, stratified_sample
+from fl_app.datasets.real_eval import LexiconCondition, measure_on_real, user_bootstrap
+from fl_app.decoder.spec import DecoderSpec, load_arrays, model_arrays
+from fl_app.decoder.training import SwipeDataset, TrainConfig, train
+from fl_app.federation.config import compose, finalize
+from fl_app.federation.evaluation import Evaluator
+from fl_app.federation.experiment import run_experiment
+from fl_app.federation.server import make_store
+from fl_app.swipes.store import SwipeStore
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "real-federation.md"
+CONDITIONS = (LexiconCondition(100_000, False), LexiconCondition(100_000, True))
+HELDOUT = 0.2  # each store's held-out share (federated evaluation; not used for figures)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--synthetic-only", type=Path, required=True, help="a checkpoint folder")
+    p.add_argument("--base", type=Path, default=base_dir("en"), help="the shipped base")
+    p.add_argument("--rounds", type=int, default=20)
+    p.add_argument("--clients-per-round", type=int, default=75)
+    p.add_argument("--epochs", type=float, default=1.0, help="local epochs per round")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--central-lrs", default="1e-3,3e-4", help="chosen on public-val")
+    p.add_argument("--eval-swipes", type=int, default=500, help="public-val swipes per round")
+    p.add_argument("--personalize-users", type=int, default=80)
+    p.add_argument("--stores", type=Path, help="reuse imported device stores (default: temp)")
+    p.add_argument("--users", type=int, default=0, help="only the first N device users (a look)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    return p.parse_args(argv)
+
+
+# -- data ----------------------------------------------------------------------------------
+
+
+def device_stores(folder: Path | None, users: int = 0) -> Path:
+    """One swipe store per device user (imported once; importing again adds nothing); with
+    `users`, a folder linking the first `users` of them."""
+    folder = folder or Path(tempfile.mkdtemp(prefix="swipefl-devices-"))
+    import_file(real_swipes_file(), stores_dir=folder, parts="device", progress=False)
+    if not users:
+        return folder
+    subset = Path(tempfile.mkdtemp(prefix="swipefl-devices-subset-"))
+    for path in sorted(folder.glob("*.sqlite"))[:users]:
+        (subset / path.name).symlink_to(path)
+    return subset
+
+
+def union_of_training_swipes(stores: Path, min_swipes: int) -> list:
+    """Every training-split row of every store that the census would sample."""
+    out = []
+    for path in sorted(stores.glob("*.sqlite")):
+        with SwipeStore(path, heldout_fraction=HELDOUT) as store:
+            rows = store.load(split="train")
+        if len(rows) >= min_swipes:
+            out.extend(r.swipe for r in rows)
+    return out
+
+
+# -- the three kinds of training -----------------------------------------------------------
+
+
+def federate(args, init_dir: Path, stores: Path, work: Path, label: str) -> dict:
+    """A simulated federation from `init_dir` over every store; its last round's tensors."""
+    n = len(list(stores.glob("*.sqlite")))
+    overrides = [
+        "init=base",
+        f"init_from={init_dir}",
+        "data=stores",
+        f"data.stores_dir={stores}",
+        f"data.heldout_fraction={HELDOUT}",
+        f"paths.root={work / label}",
+        f"simulation.num_supernodes={n}",
+        f"federation.num_rounds={args.rounds}",
+        f"federation.fraction_train={args.clients_per_round / n}",
+        f"federation.min_train_nodes={args.clients_per_round}",
+        f"federation.min_available_nodes={n}",
+        "federation.fraction_evaluate=0",
+        f"train.epochs={args.epochs}",
+        f"train.batch_size={args.batch}",
+        f"train.lr={args.lr}",
+        "evaluation.source=real",
+        f"evaluation.real_swipes={args.eval_swipes}",
+        "evaluation.report_dev=false",
+    ]
+    cfg = finalize(compose(overrides))
+    t0 = time.perf_counter()
+    summary = run_experiment(cfg, echo=lambda line: print(f"[{label}] {line}", flush=True))
+    wall = time.perf_counter() - t0
+    store = make_store(cfg.checkpoints)
+    last = max(summary.rounds)
+    return {
+        "summary": summary,
+        "cfg": cfg,
+        "tensors": store.load(summary.run_id, last).tensors,
+        "release": store.read_release(),
+        "wall": wall,
+        "min_swipes": cfg.train.min_swipes,
+    }
+
+
+def centralized(args, spec, init, swipes, passes: float, lr: float, seed: int) -> dict:
+    model = spec.build_model(device=torch.device("cpu"))
+    load_arrays(model, init)
+    data = SwipeDataset.from_swipes(swipes, spec.features)
+    config = TrainConfig(
+        epochs=passes, lr=lr, batch_size=args.batch, weight_decay=1e-4, grad_clip=1.0, seed=seed
+    )
+    t0 = time.perf_counter()
+    train(model, data, config)
+    return {"tensors": model_arrays(model), "wall": time.perf_counter() - t0, "lr": lr}
+
+
+# -- figures -------------------------------------------------------------------------------
+
+
+def dev_figures(models: dict[str, tuple[DecoderSpec, dict]], dev, val) -> dict:
+    """label -> condition -> figure, every weight tuned on public-val."""
+    built = {}
+    for label, (spec, tensors) in models.items():
+        model = spec.build_model(device=torch.device("cpu"))
+        load_arrays(model, tensors)
+        built[label] = (spec, model.eval())
+    out: dict[str, dict] = {}
+    for fig in measure_on_real(built, dev, val, CONDITIONS, template=False, log=print):
+        out.setdefault(fig.decoder, {})[fig.condition] = fig
+    return out
+
+
+def difference(dev, a, b) -> str:
+    """`a - b` top-1 in points with its paired 95% interval over dev users."""
+    hits_a = [r == 1 for r in a.ranks]
+    hits_b = [r == 1 for r in b.ranks]
+    mean, low, high = user_bootstrap([r.user for r in dev], hits_a, hits_b)
+    return f"{100 * mean:+.1f} ({100 * low:+.1f} to {100 * high:+.1f})"
+
+
+# -- personalization -----------------------------------------------------------------------
+
+
+def personalization(args, stores: Path, work: Path) -> list[dict]:
+    """The sidecar's personalization (serve.services, no HTTP) on device users with 60+
+    swipes: trained on their earlier 80% from the shipped base, judged on their newest 20%."""
+    from serve.core.config import Settings
+    from serve.services import Services
+    from serve.services.metrics import Metrics
+
+    eligible = []
+    for path in sorted(stores.glob("*.sqlite")):
+        with SwipeStore(path) as store:
+            if store.count() >= 60:
+                eligible.append(path)
+    rng = np.random.default_rng(0)
+    chosen = sorted(rng.choice(len(eligible), min(len(eligible), args.personalize_users), False))
+    results = []
+    for i in chosen:
+        src = eligible[i]
+        device = work / "personal" / src.stem
+        device.mkdir(parents=True, exist_ok=True)
+        shutil.copy(src, device / "swipes.sqlite")
+        settings = Settings(
+            device_dir=device,
+            checkpoint_dir=device / "no-releases",
+            auth="none",
+            heldout_fraction=HELDOUT,
+            heldout_split="newest",
+            train_min_swipes=50,
+        )
+        services = Services.build(settings, Metrics())
+        try:
+            services.manager.load_cached()  # no release: the shipped base
+            job = services.personalizer.start()
+            while job.state in ("queued", "running"):
+                time.sleep(0.2)
+            result = dict(job.result or {}, state=job.state, user=src.stem)
+        finally:
+            services.close()
+        results.append(result)
+        print(f"[personalize] {src.stem}: {result.get('outcome')}", flush=True)
+    return results
+
+
+# -- the report ----------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+    torch.set_num_threads(args.threads)
+    work = Path(tempfile.mkdtemp(prefix="swipefl-realfed-"))
+    memory = PeakMemory()
+    memory.start()
+    t0 = time.perf_counter()
+    stores = device_stores(args.stores, args.users)
+    dev, val = load_real("dev"), load_real("public-val")
+    synth_tensors, synth_manifest = read_checkpoint_dir(args.synthetic_only)
+    synth_spec = DecoderSpec.from_manifest(synth_manifest["decoder"])
+
+    fed_s = federate(args, args.synthetic_only, stores, work, "from-synthetic")
+    swipes = union_of_training_swipes(stores, fed_s["min_swipes"])
+    eligible_users = fed_s["summary"].records[1]["census"]["eligible"]
+    passes = args.rounds * args.clients_per_round * args.epochs / eligible_users
+    # Centralized learning rate: the best on public-val (a subsample), never on dev.
+    val_eval = Evaluator(synth_spec, [r.swipe for r in stratified_sample(val, args.eval_swipes)])
+    central_runs = [
+        centralized(args, synth_spec, synth_tensors, swipes, passes, float(lr), 0)
+        for lr in args.central_lrs.split(",")
+    ]
+    for run in central_runs:
+        run["val_top1"] = val_eval(run["tensors"])["top1"]
+    central = max(central_runs, key=lambda r: r["val_top1"])
+
+    base_tensors, base_manifest = read_checkpoint_dir(args.base)
+    base_spec = DecoderSpec.from_manifest(base_manifest["decoder"])
+    fed_b = federate(args, args.base, stores, work, "from-base")
+
+    figures = dev_figures(
+        {
+            "synthetic-only (start)": (synth_spec, synth_tensors),
+            "synthetic-only + federation": (synth_spec, fed_s["tensors"]),
+            "synthetic-only + centralized": (synth_spec, central["tensors"]),
+            "shipped base (start)": (base_spec, base_tensors),
+            "shipped base + federation": (base_spec, fed_b["tensors"]),
+        },
+        dev,
+        val,
+    )
+    personal = personalization(args, stores, work) if args.personalize_users else []
+    memory.stop()
+    text = render(args, argv, figures, dev, fed_s, fed_b, central, central_runs, passes,
+                  len(swipes), personal, memory, time.perf_counter() - t0)  # fmt: skip
+    write_report(args.out, text)
+    return 0
+
+
+def render(args, argv, figures, dev, fed_s, fed_b, central, central_runs, passes, n_central,
+           personal, memory, total) -> str:  # fmt: skip
+    cond_labels = [c.label for c in CONDITIONS]
+    rows = []
+    for label, per in figures.items():
+        cells = " | ".join(
+            f"{per[c].metrics['top1']:.3f} ({per[c].top1_ci[0]:.3f}-{per[c].top1_ci[1]:.3f})"
+            for c in cond_labels
+        )
+        rows.append(f"| {label} | {cells} |")
+    diffs = []
+    verdicts = []
+    for c in cond_labels:
+        start = figures["synthetic-only (start)"][c]
+        fed = figures["synthetic-only + federation"][c]
+        cen = figures["synthetic-only + centralized"][c]
+        gap = cen.metrics["top1"] - start.metrics["top1"]
+        closed = (fed.metrics["top1"] - start.metrics["top1"]) / gap if gap > 0 else float("nan")
+        behind = 100 * (cen.metrics["top1"] - fed.metrics["top1"])
+        verdicts.append(
+            f"- {c}: federation closes {closed:.0%} of the gap to centralized "
+            f"(bar: at least 50%) and ends {behind:+.1f} points behind it (bar: within 1)."
+        )
+        base, fb = figures["shipped base (start)"][c], figures["shipped base + federation"][c]
+        diffs += [
+            f"| {c} | federated - start (synthetic-only) | {difference(dev, fed, start)} |",
+            f"| {c} | centralized - federated (synthetic-only) | {difference(dev, cen, fed)} |",
+            f"| {c} | federated - start (shipped base) | {difference(dev, fb, base)} |",
+        ]
+    release = fed_b["release"]
+    released = (
+        f"the run released round {release['round']} (run {release['run_id']}), which "
+        "replaced the shipped base on devices"
+        if release and release.get("run_id") == fed_b["summary"].run_id
+        else "no round beat the shipped base on the public-val evaluator, so nothing was "
+        "released and devices keep the base"
+    )
+    inc = fed_b["summary"].incumbent
+    inc_text = "-"
+    if inc is not None and inc.metrics:
+        inc_text = f"{inc.label}, top-1 {inc.metrics['top1']:.3f}"
+    pers = personal_lines(personal)
+    header = report_header(
+        "Federation over real people",
+        "real_federation.py",
+        f". Data: {CITATION}",
+        argv,
+    )
+    census = fed_s["summary"].records[1]["census"]
+    return "\n".join(
+        [
+            *header,
+            "## Setup",
+            "",
+            f"- {census['nodes']} SuperNodes, one per device user's swipe store; the census left "
+            f"{census['below_min']} with fewer than train.min_swipes training swipes out of "
+            f"sampling ({census['eligible']} eligible).",
+            f"- Federation: {args.rounds} rounds, {args.clients_per_round} clients a round, "
+            f"{args.epochs:g} local epoch(s), batch {args.batch}, lr {args.lr}, FedAvg: "
+            f"{passes:.2f} passes over the eligible users' training swipes. Each round measured "
+            f"on {args.eval_swipes} public-val swipes.",
+            f"- Centralized: the union of the same users' training swipes ({n_central:,}), "
+            f"{passes:.2f} epochs, batch {args.batch}, from the same start; learning rate chosen "
+            "on public-val: "
+            + ", ".join(f"{r['lr']:g} -> {r['val_top1']:.3f}" for r in central_runs)
+            + f" (chose {central['lr']:g}).",
+            "",
+            "## Dev users: top-1 (95% interval over users)",
+            "",
+            f"| model | {' | '.join(cond_labels)} |",
+            f"|---|{'---|' * len(cond_labels)}",
+            *rows,
+            "",
+            *verdicts,
+            "",
+            "Paired differences (top-1 points, 95% bootstrap interval over dev users):",
+            "",
+            "| lexicon | difference | points |",
+            "|---|---|---|",
+            *diffs,
+            "",
+            "## Release from the shipped base",
+            "",
+            f"The current release measured on the run's evaluator: {inc_text}; {released}.",
+            "",
+            "## Personalization (the sidecar's code, newest 20% of each user held out)",
+            "",
+            *pers,
+            "",
+            "## Cost",
+            "",
+            f"- Federated wall time: {fed_s['wall'] / 60:.1f} min (from synthetic-only), "
+            f"{fed_b['wall'] / 60:.1f} min (from the base); centralized training "
+            f"{central['wall'] / 60:.1f} min per learning rate.",
+            f"- Peak memory of the whole process tree (PSS): {memory.peak / 2**30:.2f} GiB "
+            f"({memory.peak_procs} processes).",
+            f"- Total wall time {total / 60:.0f} min.",
+            "",
+        ]
+    )
+
+
+def personal_lines(personal: list[dict]) -> list[str]:
+    done = [p for p in personal if p.get("release_metrics")]
+    if not done:
+        return ["- (not run)"]
+    before = np.array([p["release_metrics"]["top1"] for p in done])
+    after = np.array([p["personalized_metrics"]["top1"] for p in done])
+    change = after - before
+    accepted = [p for p in done if p.get("accepted")]
+    worse = [
+        p for p in accepted if p["personalized_metrics"]["top1"] < p["release_metrics"]["top1"]
+    ]
+    return [
+        f"- {len(done)} device users with 60+ swipes (a seeded sample); each trained on the "
+        "earlier 80% of their rows from the shipped base and judged on the newest 20%.",
+        f"- Top-1 change on their own newest swipes: median {100 * np.median(change):+.1f}, "
+        f"mean {100 * change.mean():+.1f} points (before {before.mean():.3f}, after "
+        f"{after.mean():.3f}).",
+        f"- The accept rule (swap only if MRR on the held-out rows improves) swapped for "
+        f"{len(accepted)} of {len(done)} users; a swap made that user's top-1 worse for "
+        f"{len(worse)}.",
+    ]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
