@@ -25,6 +25,9 @@ CONFIG = "config"
 METRICS = "metrics"
 NUM_EXAMPLES = "num-examples"
 PROXIMAL_MU = "proximal-mu"  # added by Flower's FedProx.configure_train
+MAX_EXAMPLES = (
+    "max-examples"  # the server's num-examples cap: a node trains on its newest that many
+)
 # Reply metrics.
 TRAIN_LOSS = "train-loss"
 TRAIN_SECONDS = "train-seconds"
@@ -59,6 +62,7 @@ class RoundTask:
     heldout_fraction: float
     cache_dir: str
     eval_max_swipes: int
+    max_examples: int | None = None  # None: a server that sets no cap (older versions)
 
     @classmethod
     def from_record(cls, config: ConfigRecord) -> RoundTask:
@@ -84,6 +88,7 @@ class RoundTask:
             heldout_fraction=fields.number("heldout-fraction"),
             cache_dir=fields.text("cache-dir"),
             eval_max_swipes=fields.integer("eval-max-swipes"),
+            max_examples=fields.integer(MAX_EXAMPLES) if fields.has(MAX_EXAMPLES) else None,
         )
 
 
@@ -106,5 +111,6 @@ def round_config(cfg: RunConfig) -> ConfigRecord:
             "heldout-fraction": data.heldout_fraction,
             "cache-dir": str(data.cache_dir),
             "eval-max-swipes": cfg.evaluation.client_max_swipes,
+            MAX_EXAMPLES: cfg.reply_checks.max_num_examples,
         }
     )
