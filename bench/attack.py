@@ -1,14 +1,15 @@
 """Hostile clients whose replies pass every check: what each aggregation rule loses to them.
 
-    python bench/attack.py                      # 100 users, 10 attackers, 10 a round, 200 rounds
+    python bench/attack.py          # 100 users, 10 attackers, 10 a round, 200 rounds (about 1 h)
     python bench/attack.py --attack labels --out bench/results/attack-labels.md
     python bench/attack.py --rules mean,trimmed_mean,krum,multikrum,median,mean+clip_norm=5
     python bench/attack.py --users 10 --clients-per-round 5 --rounds 2 --swipes 30 \
         --eval-users 2 --final-eval-users 4 --rules mean,krum --out /tmp/attack.md   # a quick look
 
-For each aggregation rule (`aggregation=`; `rule+key=value` sets `aggregation.key`), two federations of the same synthetic users from the
-same initial weights and with the same sampling: one where every node behaves, and one where
-`--attackers` of the users (partitions 0..k-1) attack in every round they are sampled. The attack
+For each aggregation rule (`aggregation=`; `rule+key=value` sets `aggregation.key`), two
+federations of the same synthetic users from the same initial weights: one where every node
+behaves, and one where `--attackers` of the users (partitions 0..k-1) attack in every round they
+are sampled. The attack
 (fl_app/federation/attacks.py) passes the server's reply checks: `flip-scaled` (default) sends
 the honest update negated and scaled to `--margin` x the reply checks' update bound
 (`reply_checks.max_update_ratio` x the global model's norm), `flip` the negated update, `labels`
@@ -24,6 +25,8 @@ import os
 import sys
 import tempfile
 import time
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -46,7 +49,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--attackers", type=float, default=0.1, help="share of the users")
     p.add_argument("--attack", choices=PASSING_ATTACKS, default="flip-scaled")
     p.add_argument("--margin", type=float, default=0.95, help="flip-scaled: share of the bound")
-    p.add_argument("--rules", default="mean,trimmed_mean,krum", help="aggregation= choices")
+    p.add_argument(
+        "--rules",
+        default="mean,trimmed_mean+beta=0.3+clip_norm=median,krum,"
+        "multikrum+malicious_share=0.3+clip_norm=median",
+        help="aggregation= choices, `rule+key=value` for aggregation.key",
+    )
     p.add_argument("--rounds", type=int, default=200)
     p.add_argument("--clients-per-round", type=int, default=10)
     p.add_argument("--epochs", type=float, default=1.0, help="local epochs per round")
@@ -92,19 +100,41 @@ def attackers(args: argparse.Namespace) -> frozenset[int]:
     return frozenset(range(round(args.attackers * args.users)))
 
 
+@dataclass(frozen=True)
+class Attackers:
+    """Nodes that mount `attack` whenever sampled; each attack appends `round node` to `log`
+    (the ClientApps run in Ray workers: a file is what they share with the bench)."""
+
+    nodes: frozenset[int]
+    attack: str
+    log: Path
+
+    def __call__(self, node: int, rnd: int) -> str | None:
+        if node not in self.nodes:
+            return None
+        with self.log.open("a", encoding="utf-8") as fh:
+            fh.write(f"{rnd} {node}\n")
+        return self.attack
+
+    def per_round(self) -> Counter[int]:
+        """Attackers sampled in each round."""
+        if not self.log.exists():
+            return Counter()
+        return Counter(int(line.split()[0]) for line in self.log.read_text().splitlines())
+
+
 def run_arm(
-    rule: str, cfg: RunConfig, args: argparse.Namespace, attacked: bool, work: Path
+    rule: str, cfg: RunConfig, args: argparse.Namespace, chooser: Attackers | None, work: Path
 ) -> RunSummary:
-    hostile = attackers(args)
     app = None
-    if attacked:
+    if chooser is not None:
         app = hostile_client_app(
-            lambda node, rnd: args.attack if node in hostile else None,
+            chooser,
             checks=cfg.reply_checks,
             margin=args.margin,
             poison_dir=work / "poisoned",
         )
-    label = f"{rule}, {'attacked' if attacked else 'clean'}"
+    label = f"{rule}, {'attacked' if chooser is not None else 'clean'}"
     return run_experiment(
         cfg, echo=lambda line: print(f"[{label}] {line}", flush=True), client_app=app
     )
@@ -127,12 +157,17 @@ def main(argv: list[str] | None = None) -> int:
             final_eval = CentralEvaluator(big.decoder, big)
         for attacked in (False, True):
             t1 = time.perf_counter()
-            summary = run_arm(rule, cfg, args, attacked, work)
+            chooser = None
+            if attacked:
+                log = work / f"attacks-{len(arms)}.log"
+                chooser = Attackers(attackers(args), args.attack, log)
+            summary = run_arm(rule, cfg, args, chooser, work)
             final = make_store(cfg.checkpoints).load(summary.run_id, summary.rounds[-1]).tensors
             arms[(rule, attacked)] = {
                 "summary": summary,
                 "final": final_eval(final),
                 "seconds": time.perf_counter() - t1,
+                "attackers": chooser.per_round() if chooser else Counter(),
             }
             print(
                 f"{rule} {'attacked' if attacked else 'clean'}: {arms[(rule, attacked)]['final']}"
@@ -152,6 +187,12 @@ def _rejected(summary: RunSummary) -> int:
     return sum(r["clients"].get("rejected", 0) for r in summary.records)
 
 
+def _histogram(per_round: Counter[int], rounds: int) -> str:
+    """`60/25/10/4/1`: how many rounds had 0, 1, 2, 3 and 4 or more attackers."""
+    counts = [min(per_round.get(r, 0), 4) for r in range(1, rounds + 1)]
+    return "/".join(str(counts.count(k)) for k in range(5))
+
+
 def render(args, argv, cfg: RunConfig, rules: list[str], arms: dict, seconds: float) -> str:
     n = int(arms[(rules[0], False)]["final"]["n"])
     header = report_header(
@@ -167,6 +208,7 @@ def render(args, argv, cfg: RunConfig, rules: list[str], arms: dict, seconds: fl
         rows.append(
             f"| {rule} | {clean['final']['top1']:.3f} | {hit['final']['top1']:.3f} | "
             f"{_loss(arms, rule):+.1f} | {_rejected(hit['summary'])} | "
+            f"{_histogram(hit['attackers'], args.rounds)} | "
             f"{clean['seconds']:.0f} / {hit['seconds']:.0f} |"
         )
     robust = [r for r in rules if r != "mean"]
@@ -201,6 +243,7 @@ def render(args, argv, cfg: RunConfig, rules: list[str], arms: dict, seconds: fl
                 cells.append(f"{rec['central']['top1']:.3f}")
         curve.append(f"| {rnd} | " + " | ".join(cells) + " |")
     checks = cfg.reply_checks
+    absolute = f" and {checks.max_update_norm:g}" if checks.max_update_norm else ""
     return (
         "\n".join(header)
         + f"""
@@ -210,21 +253,21 @@ def render(args, argv, cfg: RunConfig, rules: list[str], arms: dict, seconds: fl
   sampled a round, {args.epochs:g} local epoch(s) at batch {args.batch}, {args.rounds} rounds,
   strategy {cfg.strategy.name}, model conv {cfg.decoder.conv_channels}, GRU
   {cfg.decoder.hidden} x {cfg.decoder.gru_layers}, from random weights.
-- Attackers: {len(attackers(args))} of the {args.users} users (partitions 0-{len(attackers(args)) - 1}),
+- Attackers: {len(attackers(args))} of the {args.users} users (partitions {sorted(attackers(args))}),
   attacking whenever sampled (about {args.attackers:.0%} of a round's clients, more in some
   rounds). Attack `{args.attack}`{f", scaled to {args.margin:g} x the update bound" if args.attack == "flip-scaled" else ""}.
 - Reply checks: num-examples at most {checks.max_num_examples}, update norm at most
-  {checks.max_update_ratio} x the global model's norm
-  {"(absolute bound " + str(checks.max_update_norm) + ")" if checks.max_update_norm else ""};
-  server-side clipping only where a rule names it (`+clip_norm=`).
-- Each rule runs twice from the same initial weights with the same sampling seed: clean, and
-  with the attackers. Final models scored on {n} held-out swipes ({args.final_eval_users} users
+  {checks.max_update_ratio} x the global model's norm{absolute}; server-side clipping only where
+  a rule names it (`+clip_norm=`).
+- Each rule runs twice from the same initial weights: clean, and with the attackers (which
+  users a round samples differs between simulations: the table counts the attacked run's rounds
+  by their number of attackers). Final models scored on {n} held-out swipes ({args.final_eval_users} users
   never seen by any node; one top-1 has a standard error of at most {stderr:.1f} points).
 
 ## Result
 
-| aggregation | top-1 without attackers | top-1 with attackers | loss (points) | replies rejected (attacked run) | seconds (clean / attacked) |
-|---|---|---|---|---|---|
+| aggregation | top-1 without attackers | top-1 with attackers | loss (points) | replies rejected (attacked run) | rounds with 0/1/2/3/4+ attackers | seconds (clean / attacked) |
+|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
 
 {verdict}

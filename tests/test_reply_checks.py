@@ -198,6 +198,16 @@ def test_server_side_clipping_scales_large_updates_down(tmp_path):
     np.testing.assert_allclose(got["b"], GLOBAL["b"] + (0.01 + clipped_b) / 2, rtol=1e-5)
 
 
+def test_clipping_to_the_rounds_median_norm_needs_no_tuning(tmp_path):
+    strategy, ledger = _strategy(tmp_path, "aggregation.clip_norm=median")
+    assert strategy.clip_norm == "median"
+    replies = [reply(moved(0.01)), reply(moved(0.1), node=2), reply(moved(1.0), node=3)]
+    arrays, _ = strategy.aggregate_train(1, replies)
+    assert ledger.train[1].clipped == 1  # the largest, to the middle one's norm
+    got = {k: a.numpy() for k, a in arrays.items()}
+    np.testing.assert_allclose(got["b"], GLOBAL["b"] + (0.01 + 0.1 + 0.1) / 3, rtol=1e-5)
+
+
 def test_evaluate_replies_are_checked_too(tmp_path):
     strategy, ledger = _strategy(tmp_path)
     replies = [
@@ -213,7 +223,8 @@ def test_evaluate_replies_are_checked_too(tmp_path):
 @pytest.mark.parametrize(
     "override,message",
     [
-        ("aggregation.clip_norm=0", "aggregation.clip_norm: positive"),
+        ("aggregation.clip_norm=0", "aggregation.clip_norm: positive, median, or null"),
+        ("aggregation.clip_norm=mean", "aggregation.clip_norm: expected a number"),
         ("reply_checks.max_num_examples=0", "reply_checks.max_num_examples: at least 1"),
         ("reply_checks.max_update_ratio=-1", "reply_checks.max_update_ratio: positive"),
         ("+aggregation.beta=0.2", None),  # mean ignores a stray key

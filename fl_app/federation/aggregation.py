@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from functools import cache
+from typing import Literal
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, Message
@@ -84,9 +85,15 @@ def why_no_aggregate(rule: AggregationRule, replies: int) -> str:
 
 
 def clip_updates(
-    replies: list[Message], norms: list[float], reference: dict[str, np.ndarray], clip_norm: float
+    replies: list[Message],
+    norms: list[float],
+    reference: dict[str, np.ndarray],
+    clip_norm: float | Literal["median"],
 ) -> int:
-    """Scale each reply's update (reply - reference) down to `clip_norm`; how many were."""
+    """Scale each reply's update (reply - reference) down to `clip_norm` (or the median of
+    `norms`); how many were."""
+    if clip_norm == "median":
+        clip_norm = float(np.median(norms))
     clipped = 0
     names = list(reference)
     for message, norm in zip(replies, norms, strict=True):

@@ -9,7 +9,7 @@ module; docs/security-federation.md explains what each choice defends against.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from fl_app.federation.fields import Fields
 
@@ -63,7 +63,9 @@ AGGREGATION_RULES = tuple(
 @dataclass(frozen=True)
 class AggregationConfig:
     rule: AggregationRule
-    clip_norm: float | None  # server-side: each accepted update scaled down to this L2 norm
+    # Server-side: each accepted update scaled down to this L2 norm; "median": to the median
+    # norm of the round's accepted updates (needs no tuning while most replies are honest).
+    clip_norm: float | Literal["median"] | None
 
 
 @dataclass(frozen=True)
@@ -105,8 +107,10 @@ def read_aggregation(a: Fields) -> AggregationConfig:
         rule = BulyanRule(malicious_share=_share(a, "malicious_share"))
     else:
         rule = MeanRule()
-    clip = _optional_number(a, "clip_norm")
-    _need(clip is None or clip > 0, a, "clip_norm", "positive, or null for no clipping")
+    clip: float | Literal["median"] | None = "median"
+    if a.data.get("clip_norm") != "median":
+        clip = _optional_number(a, "clip_norm")
+        _need(clip is None or clip > 0, a, "clip_norm", "positive, median, or null (no clipping)")
     return AggregationConfig(rule=rule, clip_norm=clip)
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
@@ -103,7 +103,7 @@ class RoundBookkeeping(FedAvg):
         num_rounds: int,  # this run's rounds (federation.num_rounds)
         reply_checks: ReplyChecks,
         rule: AggregationRule,
-        clip_norm: float | None,  # aggregation.clip_norm
+        clip_norm: float | Literal["median"] | None,  # aggregation.clip_norm
         **flower_settings: Any,
     ) -> None:
         super().__init__(**flower_settings)
