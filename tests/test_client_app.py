@@ -153,3 +153,75 @@ def test_decoder_spec_travels_as_json(cache_dir):
     cfg = _cfg(cache_dir, "model.hidden=24")
     decoder = json.loads(str(P.round_config(cfg)["decoder"]))
     assert decoder["model"]["hidden"] == 24 and decoder["lexicon_size"] == 1000
+
+
+# -- hostile data: rows an older version stored, weights that are not finite ---------------
+
+
+def _legacy_degenerate_store(cache_dir: str, cfg, path) -> int:
+    """A device store holding 40 good rows and one row an older version accepted: its keyboard's
+    keys are 1e-300 px wide (today's contract refuses it: KEY_TOO_SMALL). Returns its id."""
+    import sqlite3
+
+    source = ensure_synthetic_store(cache_dir, cfg.decoder, seed=4, n=40)
+    with SwipeStore(source) as src, SwipeStore(path) as dst:
+        dst.append_many([r.swipe for r in src.load()], source="device")
+        bad_id = dst.max_id()
+    with sqlite3.connect(path) as db:  # what the older version wrote, bypassing today's checks
+        (spec,) = db.execute("SELECT keyboard FROM swipes WHERE id = ?", (bad_id,)).fetchone()
+        spec = json.loads(spec)
+        from fl_app.decoder.keyboard import keyboard_from_spec
+
+        kb = keyboard_from_spec(spec)
+        keys = [{"label": k.label, "x": k.x, "y": k.y, "w": 1e-300, "h": k.h} for k in kb.keys]
+        legacy = {"width": kb.width, "height": kb.height, "language": "en", "keys": keys}
+        db.execute("UPDATE swipes SET keyboard = ? WHERE id = ?", (json.dumps(legacy), bad_id))
+    return bad_id
+
+
+def test_a_store_holding_a_degenerate_row_trains_to_finite_weights(cache_dir, tmp_path):
+    from fl_app.decoder.errors import KeyTooSmallError
+    from fl_app.decoder.features import swipe_features
+    from fl_app.decoder.swipe import validate_points
+
+    cfg = _cfg(cache_dir, "data.heldout_fraction=0")
+    path = tmp_path / "device.sqlite"
+    bad_id = _legacy_degenerate_store(cache_dir, cfg, path)
+    with SwipeStore(path) as store:
+        rows = store.load()
+    bad = next(r.swipe for r in rows if r.id == bad_id)
+    assert not np.isfinite(swipe_features(bad.points, bad.keyboard, cfg.decoder.features)).all()
+    with pytest.raises(KeyTooSmallError):  # the store would refuse it today
+        validate_points(bad.points, bad.keyboard, 2000)
+
+    reply = client_app(_message(cfg, "train"), _context({"swipe-store": str(path)}))
+    assert not reply.has_error()
+    got = P.from_record(reply.content[P.ARRAYS])
+    assert all(np.isfinite(a).all() for a in got.values())
+    assert reply.content[P.METRICS][P.NUM_EXAMPLES] == len(rows) - 1  # the legacy row skipped
+    with SwipeStore(path) as store:
+        assert store.count() == len(rows)  # and kept: nothing is lost
+
+
+def test_a_node_trains_on_at_most_the_servers_cap_of_its_newest_swipes(cache_dir):
+    cfg = _cfg(cache_dir, "reply_checks.max_num_examples=12")
+    reply = client_app(_message(cfg, "train"), _context({"partition-id": 2}))
+    assert reply.content[P.METRICS][P.NUM_EXAMPLES] == 12
+
+
+def test_a_node_never_trains_from_or_sends_non_finite_weights(cache_dir):
+    from fl_app.federation.client import NonFiniteWeights
+
+    cfg = _cfg(cache_dir)
+    message = _message(cfg, "train")
+    arrays = P.from_record(message.content[P.ARRAYS])
+    first = next(iter(arrays))
+    arrays[first] = np.full_like(arrays[first], np.nan)  # an older server spread NaN weights
+    message.content[P.ARRAYS] = P.to_record(arrays)
+    path = synthetic_store_path(cache_dir, cfg.decoder, 2, 40)
+    with SwipeStore(path) as store:
+        marker = store.training_marker()
+    with pytest.raises(NonFiniteWeights, match="the global model the server sent"):
+        client_app(message, _context({"partition-id": 2}))
+    with SwipeStore(path) as store:
+        assert store.training_marker() == marker  # no finished round

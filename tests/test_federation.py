@@ -258,7 +258,8 @@ def test_strategy_counts_failures_and_keeps_model_below_min_share(tmp_path, synt
     ledger = RoundLedger(offset=5, min_success_share=0.5)
     strategy = build_strategy(cfg, ledger)
     w = {"w": np.ones(3, dtype=np.float32)}
-    strategy.current_arrays = {"w": np.zeros(3, dtype=np.float32)}
+    strategy.current_arrays = {"w": np.zeros(3, dtype=np.float32)}  # FedAdam's
+    strategy.sent_arrays = {"w": np.zeros(3, dtype=np.float32)}  # what the replies are checked on
     arrays, _ = strategy.aggregate_train(
         1, [_reply(w), _reply(None, error="x"), _reply(None, error="y")]
     )

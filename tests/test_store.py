@@ -61,7 +61,7 @@ def test_round_trip_dict_and_explicit_geometry(store):
         "height": 120,
         "language": "en",
         "keys": [
-            {"label": ch, "x": 30.0 * i, "y": 0.0 if i < 10 else 40.0, "w": 30.0, "h": 40.0}
+            {"label": ch, "x": 30.0 * (i % 10), "y": 0.0 if i < 10 else 40.0, "w": 30.0, "h": 40.0}
             for i, ch in enumerate("qwertyuiopasdfghjkl")
         ],
     }

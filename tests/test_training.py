@@ -80,3 +80,38 @@ def test_time_budget_shortens_the_schedule(small_trained, data):
     assert result.steps < 500 * 8 and not result.cancelled
     assert seen[-1].total_steps == result.steps  # the plan was re-fitted and then completed
     assert result.seconds < 10
+
+
+def test_a_non_finite_example_is_skipped_not_stepped_on(small_trained, data):
+    """One example with infinite features (a row an older version stored over a keyboard whose
+    keys were 1e-300 px wide) would make the loss NaN and, after one step, every weight NaN."""
+    import numpy as np
+
+    spec, model, _, _ = small_trained
+    poisoned = np.full_like(data.features[0], np.inf)
+    mixed = SwipeDataset([poisoned, *data.features], [data.targets[0], *data.targets])
+    m = spec.build_model(seed=1)
+    load_arrays(m, model_arrays(model))
+    result = train(m, mixed, TrainConfig(epochs=1, batch_size=len(mixed), seed=0))
+    assert result.skipped_examples == 1 and result.examples == len(data)
+    assert all(np.isfinite(a).all() for a in model_arrays(m).values())
+    assert np.isfinite(result.loss)
+    # A batch of nothing but non-finite examples passes without an update.
+    only = SwipeDataset([poisoned], [data.targets[0]])
+    before = model_arrays(m)
+    result = train(m, only, TrainConfig(epochs=3, batch_size=1, seed=0))
+    assert result.steps == 3 and result.skipped_examples == 3 and result.examples == 0
+    assert all(np.array_equal(before[k], v) for k, v in model_arrays(m).items())
+
+
+def test_a_non_finite_step_never_reaches_the_weights(small_trained, data):
+    """A learning rate of 1e30: the first step leaves huge but finite weights, whose forward pass
+    overflows; the NaN gradients that follow are never applied."""
+    import numpy as np
+
+    spec, model, _, _ = small_trained
+    m = spec.build_model(seed=1)
+    load_arrays(m, model_arrays(model))
+    result = train(m, data, TrainConfig(epochs=1, lr=1e30, batch_size=8, seed=0))
+    assert result.skipped_steps >= 1 and result.skipped_steps < result.steps
+    assert all(np.isfinite(a).all() for a in model_arrays(m).values())

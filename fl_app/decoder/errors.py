@@ -43,3 +43,32 @@ class WordOutsideAlphabetError(SwipeError):
 
 class MissingWordError(SwipeError):
     code = "MISSING_WORD"
+
+
+class DurationTooLongError(SwipeError):
+    code = "DURATION_TOO_LONG"
+
+
+# Keyboard geometry bounds (`keyboard.validate_keyboard`): keyboards whose features would not
+# be finite, or that no phone or tablet has. Subclasses of InvalidKeyboardError, so a caller
+# that handles a malformed keyboard handles these too; each has its own code.
+
+
+class KeyboardSizeError(InvalidKeyboardError):
+    code = "KEYBOARD_SIZE_OUT_OF_RANGE"
+
+
+class TooManyKeysError(InvalidKeyboardError):
+    code = "TOO_MANY_KEYS"
+
+
+class KeyTooSmallError(InvalidKeyboardError):
+    code = "KEY_TOO_SMALL"
+
+
+class KeyTooLargeError(InvalidKeyboardError):
+    code = "KEY_TOO_LARGE"
+
+
+class KeyOutsideKeyboardError(InvalidKeyboardError):
+    code = "KEY_OUTSIDE_KEYBOARD"

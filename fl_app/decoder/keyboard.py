@@ -15,7 +15,24 @@ from typing import Any
 
 import numpy as np
 
-from fl_app.decoder.errors import InvalidKeyboardError, UnknownLayoutError
+from fl_app.decoder.errors import (
+    InvalidKeyboardError,
+    KeyboardSizeError,
+    KeyOutsideKeyboardError,
+    KeyTooLargeError,
+    KeyTooSmallError,
+    TooManyKeysError,
+    UnknownLayoutError,
+)
+
+# Geometry bounds of the swipe contract (`validate_keyboard`). Phone, tablet and watch keyboards
+# lie well inside them; what lies outside is a mistake or an attack. Together with the points'
+# bound (one keyboard size around it) they keep every feature finite: a key is at least 1/64 of
+# the keyboard, so a point is at most 128 key units from the origin.
+MIN_KEYBOARD_PX = 32.0
+MAX_KEYBOARD_PX = 16384.0
+MAX_KEYS = 256
+MIN_KEY_SHARE = 1.0 / 64  # of the keyboard's width (key width) or height (key height)
 
 # Row strings and the x offset of each row in key widths (phone keyboards stagger rows).
 NAMED_LAYOUTS: dict[str, dict[str, Any]] = {
@@ -144,6 +161,52 @@ class Keyboard:
         """The JSON form this keyboard was built from (what the store and API keep)."""
         return dict(self.spec)
 
+    @cached_property
+    def geometry_error(self) -> InvalidKeyboardError | None:
+        """Why this keyboard is outside the contract's bounds (None: it is inside); computed
+        once per keyboard, so validating every swipe of a cached keyboard costs nothing."""
+        return _geometry_error(self)
+
+
+def validate_keyboard(keyboard: Keyboard) -> None:
+    """Refuse geometry outside the contract's bounds, each problem with its own error.
+
+    Building a keyboard (`keyboard_from_spec`) does not judge it, so rows stored by an older
+    version still load; every new swipe is judged here (`swipe.validate_points` calls it).
+    """
+    if keyboard.geometry_error is not None:
+        raise keyboard.geometry_error
+
+
+def _geometry_error(kb: Keyboard) -> InvalidKeyboardError | None:
+    width, height = kb.width, kb.height
+    for name, size in (("width", width), ("height", height)):
+        if not MIN_KEYBOARD_PX <= size <= MAX_KEYBOARD_PX:
+            return KeyboardSizeError(
+                f"keyboard {name} {size:g} px is outside [{MIN_KEYBOARD_PX:g}, "
+                f"{MAX_KEYBOARD_PX:g}] px"
+            )
+    if len(kb.keys) > MAX_KEYS:
+        return TooManyKeysError(f"a keyboard may have at most {MAX_KEYS} keys, got {len(kb.keys)}")
+    for key in kb.keys:
+        if key.w < width * MIN_KEY_SHARE or key.h < height * MIN_KEY_SHARE:
+            return KeyTooSmallError(
+                f"key {key.label!r} ({key.w:g} x {key.h:g} px) is smaller than 1/"
+                f"{round(1 / MIN_KEY_SHARE)} of the keyboard's width or height"
+            )
+        if key.w > width or key.h > height:
+            return KeyTooLargeError(
+                f"key {key.label!r} ({key.w:g} x {key.h:g} px) is larger than the keyboard "
+                f"({width:g} x {height:g} px)"
+            )
+        cx, cy = key.centre
+        if not (0.0 <= cx <= width and 0.0 <= cy <= height):
+            return KeyOutsideKeyboardError(
+                f"key {key.label!r} has its centre ({cx:g}, {cy:g}) off the keyboard "
+                f"({width:g} x {height:g} px)"
+            )
+    return None
+
 
 def named_keyboard(
     layout: str, width: float, height: float, key_height: float | None = None
@@ -175,7 +238,10 @@ def named_keyboard(
 
 
 def keyboard_from_spec(spec: dict[str, Any]) -> Keyboard:
-    """Build a keyboard from its JSON form: a named layout or explicit key hitboxes."""
+    """Build a keyboard from its JSON form: a named layout or explicit key hitboxes.
+
+    Malformed specs are refused; geometry bounds are the swipe contract's (`validate_keyboard`).
+    """
     if not isinstance(spec, dict):
         raise InvalidKeyboardError("keyboard must be an object")
     try:

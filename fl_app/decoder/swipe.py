@@ -13,6 +13,7 @@ import numpy as np
 
 from fl_app.decoder.errors import (
     DecreasingTimeError,
+    DurationTooLongError,
     MissingWordError,
     NonFiniteError,
     OutOfBoundsError,
@@ -21,9 +22,10 @@ from fl_app.decoder.errors import (
     TooManyPointsError,
     WordOutsideAlphabetError,
 )
-from fl_app.decoder.keyboard import Keyboard, keyboard_from_spec
+from fl_app.decoder.keyboard import Keyboard, keyboard_from_spec, validate_keyboard
 
 DEFAULT_MAX_POINTS = 2000
+MAX_DURATION_MS = 120_000.0  # the longest of 74,295 real swipes took 42 s; two minutes is no swipe
 
 
 @dataclass
@@ -65,15 +67,21 @@ def points_array(points: Any) -> np.ndarray:
 
 
 def validate_points(points: np.ndarray, keyboard: Keyboard, max_points: int) -> None:
-    """Refuse traces no keyboard could produce; each failure has its own error class."""
+    """Refuse traces no keyboard could produce, over keyboards outside the geometry bounds;
+    each failure has its own error class."""
+    validate_keyboard(keyboard)
     if len(points) < 2:
         raise TooFewPointsError(f"a swipe needs at least 2 points, got {len(points)}")
     if len(points) > max_points:
         raise TooManyPointsError(f"a swipe may have at most {max_points} points, got {len(points)}")
     if not np.isfinite(points).all():
         raise NonFiniteError("points must be finite numbers")
-    if (np.diff(points[:, 2]) < 0).any():
+    with np.errstate(over="ignore"):  # t from -1e308 to 1e308 lasts inf ms: refused below
+        steps, duration = np.diff(points[:, 2]), points[-1, 2] - points[0, 2]
+    if (steps < 0).any():
         raise DecreasingTimeError("t must be non-decreasing")
+    if not duration <= MAX_DURATION_MS:
+        raise DurationTooLongError(f"a swipe may last at most {MAX_DURATION_MS:g} ms")
     x, y = points[:, 0], points[:, 1]
     w, h = keyboard.width, keyboard.height
     if (x < -w).any() or (x > 2 * w).any() or (y < -h).any() or (y > 2 * h).any():

@@ -47,6 +47,8 @@ class TrainResult:
     loss: float  # mean CTC loss over the last epoch's batches
     seconds: float
     cancelled: bool
+    skipped_examples: int = 0  # examples with non-finite features, never trained on
+    skipped_steps: int = 0  # steps whose loss or gradient was not finite: no update
 
 
 @dataclass
@@ -81,7 +83,10 @@ class SwipeDataset:
         for s in swipes:
             if s.word is None or not all(ch in spec.alphabet for ch in s.word):
                 continue
-            feats.append(swipe_features(s.points, s.keyboard, spec))
+            f = swipe_features(s.points, s.keyboard, spec)
+            if not np.isfinite(f).all():  # a degenerate row an older version stored
+                continue
+            feats.append(f)
             targets.append(encode_word(s.word, spec.alphabet))
         return cls(feats, targets)
 
@@ -167,6 +172,15 @@ def frame_count(duration_ms: float, spec: FeatureSpec) -> int:
     return int(np.clip(round(duration_ms / spec.frame_ms) + 1, spec.min_frames, spec.max_frames))
 
 
+def finite_examples(
+    features: Sequence[np.ndarray], targets: Sequence[list[int]]
+) -> tuple[list[np.ndarray], list[list[int]]]:
+    """The examples whose features are all finite: one infinite feature makes a NaN loss, and
+    one step on a NaN loss makes every weight NaN."""
+    keep = [i for i, f in enumerate(features) if np.isfinite(f).all()]
+    return [features[i] for i in keep], [targets[i] for i in keep]
+
+
 def ctc_batch_loss(
     model: SwipeModel, batch: tuple[torch.Tensor, ...], device: torch.device
 ) -> torch.Tensor:
@@ -201,6 +215,7 @@ def train(
     t0 = time.perf_counter()
     losses: list[float] = []
     step, examples, cancelled = 0, 0, False
+    skipped_examples, skipped_steps = 0, 0
     batches: list[np.ndarray] = []
     while step < plan["total"]:
         if not batches:
@@ -210,23 +225,31 @@ def train(
         if should_stop is not None and should_stop():
             cancelled = True
             break
-        loss = ctc_batch_loss(model, collate(*data.examples(idx)), device)
+        feats, targets = finite_examples(*data.examples(idx))
+        skipped_examples += len(idx) - len(feats)
+        if not feats:  # nothing finite to learn from: the step passes without an update
+            step += 1
+            continue
+        loss = ctc_batch_loss(model, collate(feats, targets), device)
         if start_weights is not None:
             prox = sum(((p - w0) ** 2).sum() for p, w0 in zip(model.parameters(), start_weights))
             loss = loss + 0.5 * config.mu * prox
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        opt.step()
-        sched.step()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        if torch.isfinite(grad_norm):  # a non-finite loss or gradient never reaches the weights
+            opt.step()
+            sched.step()
+            losses.append(float(loss.detach()))
+        else:
+            skipped_steps += 1
         step += 1
-        examples += len(idx)
-        losses.append(float(loss.detach()))
+        examples += len(feats)
         if config.max_seconds and step % BUDGET_PROBE_STEPS == 0:
             per_step = (time.perf_counter() - t0) / step
             plan["total"] = min(total, max(step, int(config.max_seconds / per_step)))
         if progress is not None:
-            progress(Progress(step, plan["total"], losses[-1]))
+            progress(Progress(step, plan["total"], losses[-1] if losses else float("nan")))
     model.eval()
     return TrainResult(
         steps=step,
@@ -234,6 +257,8 @@ def train(
         loss=float(np.mean(losses)) if losses else float("nan"),
         seconds=time.perf_counter() - t0,
         cancelled=cancelled,
+        skipped_examples=skipped_examples,
+        skipped_steps=skipped_steps,
     )
 
 

@@ -5,29 +5,68 @@ the file its sidecar writes); a simulated node has a ``partition-id`` and trains
 store of synthetic user ``data-seed + partition-id`` (generated on first use). Everything else
 (architecture, local epochs, learning rate, batch size, FedProx mu) comes from the server's
 ConfigRecord each round. Raw swipes never leave the node: replies carry weights and metrics.
+
+A node trains only on rows today's swipe contract accepts (a row an older version stored over a
+degenerate keyboard is skipped), on at most the server's `max-examples` newest of them (so an
+honest heavy user passes the server's reply checks), and never sends non-finite weights: it
+answers with an error instead (docs/security-federation.md).
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from flwr.app import Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from fl_app.decoder.errors import SwipeError
 from fl_app.decoder.evaluation import score_model
 from fl_app.decoder.spec import load_arrays, model_arrays
+from fl_app.decoder.swipe import Swipe, validate_points, validate_word
 from fl_app.decoder.training import SwipeDataset, train
 from fl_app.federation import protocol as P
 from fl_app.federation.data import ensure_synthetic_store, spec_lexicon
-from fl_app.swipes.store import SwipeStore
+from fl_app.swipes.store import StoredSwipe, SwipeStore
 
 log = logging.getLogger(__name__)
 
 
 class NotEnoughSwipes(RuntimeError):
     """The node's store has too few usable swipes for a useful update."""
+
+
+class NonFiniteWeights(RuntimeError):
+    """The model sent, or the one trained from it, holds NaN or infinite values: no update."""
+
+
+def contract_swipes(rows: Sequence[StoredSwipe]) -> list[Swipe]:
+    """The rows' swipes that today's swipe contract accepts. Rows written by an older version
+    over keyboards the contract now refuses (keys 1e-300 px wide, say) would make non-finite
+    features; they stay in the store but are never trained or evaluated on."""
+    usable, refused = [], Counter[str]()
+    for row in rows:
+        swipe = row.swipe
+        try:
+            validate_points(swipe.points, swipe.keyboard, max(2, len(swipe.points)))
+            validate_word(swipe.word, swipe.keyboard)
+        except SwipeError as exc:
+            refused[exc.code] += 1
+            continue
+        usable.append(swipe)
+    if refused:
+        log.warning("skipped stored swipes that today's contract refuses: %s", dict(refused))
+    return usable
+
+
+def require_finite(arrays: dict[str, np.ndarray], what: str) -> None:
+    bad = [name for name, a in arrays.items() if not np.isfinite(a).all()]
+    if bad:
+        raise NonFiniteWeights(f"{what} has non-finite values in {bad[:3]}; no update sent")
 
 
 def node_store_path(context: Context, task: P.RoundTask) -> Path:
@@ -85,8 +124,10 @@ def _set_threads(context: Context) -> None:
 
 
 def _model(task: P.RoundTask, message: Message) -> torch.nn.Module:
+    arrays = P.from_record(message.content[P.ARRAYS])
+    require_finite(arrays, "the global model the server sent")
     model = task.decoder.build_model(seed=0, device=torch.device("cpu"))
-    load_arrays(model, P.from_record(message.content[P.ARRAYS]))
+    load_arrays(model, arrays)
     return model
 
 
@@ -98,7 +139,10 @@ def train_on_store(message: Message, context: Context) -> Message:
     with SwipeStore(path, heldout_fraction=task.heldout_fraction) as store:
         upper = store.max_id()  # the snapshot this round covers; rows appended later stay new
         rows = store.load(split="train", up_to_id=upper)
-        data = SwipeDataset.from_swipes([r.swipe for r in rows], task.decoder.features)
+        swipes = contract_swipes(rows)
+        if task.max_examples is not None:
+            swipes = swipes[-task.max_examples :]  # the newest: the user's current habits
+        data = SwipeDataset.from_swipes(swipes, task.decoder.features)
         if len(data) < task.min_swipes:
             raise NotEnoughSwipes(
                 f"this node has {len(data)} usable training swipes, fewer than the minimum "
@@ -106,7 +150,15 @@ def train_on_store(message: Message, context: Context) -> Message:
             )
         model = _model(task, message)
         result = train(model, data, task.train)
+        trained = model_arrays(model)
+        require_finite(trained, "the model trained this round")
         store.mark_trained(up_to_id=upper)  # held-out rows count as seen too
+    if result.skipped_examples or result.skipped_steps:
+        log.warning(
+            "training skipped %d non-finite examples and %d non-finite steps",
+            result.skipped_examples,
+            result.skipped_steps,
+        )
     metrics = MetricRecord(
         {
             P.NUM_EXAMPLES: len(data),
@@ -115,7 +167,7 @@ def train_on_store(message: Message, context: Context) -> Message:
             P.TRAIN_LR: task.train.lr,
         }
     )
-    content = RecordDict({P.ARRAYS: P.to_record(model_arrays(model)), P.METRICS: metrics})
+    content = RecordDict({P.ARRAYS: P.to_record(trained), P.METRICS: metrics})
     return Message(content, reply_to=message)
 
 
@@ -126,7 +178,7 @@ def evaluate_on_store(message: Message, context: Context) -> Message:
     path = node_store_path(context, task)
     with SwipeStore(path, heldout_fraction=task.heldout_fraction) as store:
         rows = store.load(split="heldout", limit=task.eval_max_swipes)
-    swipes = [r.swipe for r in rows]
+    swipes = contract_swipes(rows)
     data = SwipeDataset.from_swipes(swipes, task.decoder.features)
     if len(data) == 0:
         raise NotEnoughSwipes("this node has no held-out swipes to evaluate on")

@@ -20,6 +20,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -29,6 +30,9 @@ from omegaconf import DictConfig, open_dict
 from fl_app.federation.config import ConfigError, conf_dir, finalize, refuse_renamed
 from fl_app.federation.run_config import RunConfig
 from fl_app.federation.server import RunSummary
+
+if TYPE_CHECKING:
+    from flwr.clientapp import ClientApp
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +45,12 @@ def run_experiment(
     cfg: RunConfig,
     outputs_dir: str | Path | None = None,
     echo: Callable[[str], None] | None = None,
+    client_app: ClientApp | None = None,
 ) -> RunSummary:
-    """Simulate the federation of `cfg` in this process; return the run's summary."""
+    """Simulate the federation of `cfg` in this process; return the run's summary.
+
+    `client_app`: the nodes' ClientApp (default: the project's; tests and bench/attack.py pass
+    hostile variants, fl_app/federation/attacks.py)."""
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     from flwr.simulation import run_simulation
 
@@ -60,7 +68,7 @@ def run_experiment(
     try:
         run_simulation(
             server_app=server,
-            client_app=make_client_app(),
+            client_app=client_app or make_client_app(),
             num_supernodes=cfg.simulation.num_supernodes,
             backend_config=backend,
         )

@@ -25,6 +25,9 @@ CONFIG = "config"
 METRICS = "metrics"
 NUM_EXAMPLES = "num-examples"
 PROXIMAL_MU = "proximal-mu"  # added by Flower's FedProx.configure_train
+MAX_EXAMPLES = (
+    "max-examples"  # the server's num-examples cap: a node trains on its newest that many
+)
 # Reply metrics.
 TRAIN_LOSS = "train-loss"
 TRAIN_SECONDS = "train-seconds"
@@ -64,6 +67,7 @@ class RoundTask:
     cache_dir: str
     eval_max_swipes: int
     stores_dir: str = ""  # data=stores: partition p trains on the p-th store of this folder
+    max_examples: int | None = None  # None: a server that sets no cap (older versions)
 
     @classmethod
     def from_record(cls, config: ConfigRecord) -> RoundTask:
@@ -90,6 +94,7 @@ class RoundTask:
             cache_dir=fields.text("cache-dir"),
             eval_max_swipes=fields.integer("eval-max-swipes"),
             stores_dir=fields.text(STORES_DIR) if fields.has(STORES_DIR) else "",
+            max_examples=fields.integer(MAX_EXAMPLES) if fields.has(MAX_EXAMPLES) else None,
         )
 
 
@@ -113,5 +118,6 @@ def round_config(cfg: RunConfig) -> ConfigRecord:
             "cache-dir": str(data.cache_dir),
             "eval-max-swipes": cfg.evaluation.client_max_swipes,
             STORES_DIR: str(data.stores_dir) if data.kind == "stores" else "",
+            MAX_EXAMPLES: cfg.reply_checks.max_num_examples,
         }
     )

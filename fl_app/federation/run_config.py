@@ -27,6 +27,12 @@ from fl_app.decoder.spec import DecoderSpec
 from fl_app.decoder.spec_bounds import DecoderSpecError
 from fl_app.decoder.template import TemplateParams
 from fl_app.federation.fields import Fields
+from fl_app.federation.robust_config import (
+    AggregationConfig,
+    ReplyChecks,
+    read_aggregation,
+    read_reply_checks,
+)
 
 Init = Literal["base", "random"]
 EvaluationSource = Literal["synthetic", "real"]
@@ -200,6 +206,8 @@ class RunConfig:
     resume: ResumeConfig
     checkpoints: CheckpointsConfig
     simulation: SimulationConfig
+    aggregation: AggregationConfig
+    reply_checks: ReplyChecks
     resolved: dict[str, Any] = field(repr=False, compare=False)
 
     def with_run_id(self, run_id: str) -> RunConfig:
@@ -237,6 +245,8 @@ def read_run_config(plain: dict[str, Any]) -> RunConfig:
             num_supernodes=simulation.integer("num_supernodes"),
             client_cpus=simulation.number("client_cpus"),
         ),
+        aggregation=read_aggregation(top.section("aggregation")),
+        reply_checks=read_reply_checks(top.section("reply_checks")),
         resolved=plain,
     )
 

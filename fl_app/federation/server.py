@@ -192,6 +192,7 @@ class RoundRecorder:
                 clients_sampled=outcome.sampled,
                 clients_ok=outcome.ok,
                 clients_failed=outcome.failed,
+                clients_rejected=outcome.rejected,
                 train_loss=outcome.metrics.get(P.TRAIN_LOSS),
             )
         if federated:
@@ -229,14 +230,18 @@ class RoundRecorder:
             note = "resumed model" if self.resume is not None else "initial model"
         elif not accepted:
             assert outcome is not None
-            note = (
-                f"NO RELEASE: {outcome.ok}/{outcome.sampled} clients succeeded "
+            note = "NO RELEASE: " + (
+                outcome.kept_reason
+                or f"{outcome.ok}/{outcome.sampled} clients succeeded "
                 f"(< {self.ledger.min_success_share:.0%}); model kept"
             )
             self.summary.rejected.append(rnd)
             for reason in outcome.errors[:3]:
                 self.echo(f"  client error: {reason}")
         else:
+            rejections = outcome.errors[len(outcome.errors) - outcome.rejected :]
+            for reason in rejections[:3]:  # replies refused in a round that still aggregated
+                self.echo(f"  {reason}")
             released = self.writer.auto_release(
                 self.run_id,
                 rnd,
@@ -258,7 +263,10 @@ class RoundRecorder:
                 "sampled": outcome.sampled if outcome else 0,
                 "ok": outcome.ok if outcome else 0,
                 "failed": outcome.failed if outcome else 0,
+                "rejected": outcome.rejected if outcome else 0,  # by the reply checks
+                "clipped": outcome.clipped if outcome else 0,
             },
+            "failures": list(outcome.errors) if outcome else [],  # each failed client's reason
             "accepted": accepted,
             "released": bool(released),
             "central": central,

@@ -1,12 +1,16 @@
-"""Flower's FedAvg, FedProx and FedAdam, each with one narrow addition (`RoundBookkeeping`):
+"""Flower's FedAvg, FedProx and FedAdam, each with one narrow addition (`RoundBookkeeping`),
+and optionally a robust aggregation rule in place of the mean (fl_app/federation/aggregation.py):
 
 - round numbers continue after a resume: Flower's `start()` counts from 1, so every call into
   the strategy adds the run's round offset (clients see the global round; FedAdam's bias
   correction uses it);
+- every reply is checked before it counts (fl_app/federation/replies.py): a rejected reply is
+  a failed client, with its reason, and is never aggregated; accepted updates are clipped to
+  `aggregation.clip_norm` when set, and an aggregate that is not finite is never the next model;
 - training rounds count the sampled clients that succeeded and failed; when fewer than
   `min_success_share` of them succeeded, the round keeps the previous model (no aggregation, so
   no release either) and is reported;
-- federated evaluation results are kept for the round's metrics line;
+- federated evaluation results (checked the same way) are kept for the round's metrics line;
 - with `train.lr_schedule=cosine`, the learning rate sent to a round's clients decays over the
   run's rounds from `train.lr` to a tenth of it (`training.cosine_factor`).
 
@@ -19,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
@@ -29,7 +33,11 @@ from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
 from fl_app.decoder.training import cosine_factor
+from fl_app.federation import aggregation
+from fl_app.federation import protocol as P
 from fl_app.federation.census import Census, EligibleGrid, take_census
+from fl_app.federation.replies import screen_replies
+from fl_app.federation.robust_config import AggregationConfig, AggregationRule, ReplyChecks
 from fl_app.federation.run_config import (
     FedAdamConfig,
     FedAvgConfig,
@@ -52,8 +60,11 @@ class TrainOutcome:
     ok: int = 0
     failed: int = 0
     accepted: bool = False
-    errors: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # client errors, then rejected replies
     metrics: dict[str, float] = field(default_factory=dict)
+    rejected: int = 0  # replies the checks refused (counted in `failed` too)
+    clipped: int = 0  # accepted updates scaled down to aggregation.clip_norm
+    kept_reason: str = ""  # why an aggregation gave no model (beyond too few clients)
 
     @property
     def share_ok(self) -> float:
@@ -94,6 +105,9 @@ class RoundBookkeeping(FedAvg):
         num_rounds: int,  # this run's rounds (federation.num_rounds)
         census_every: int = 0,  # federation.census_every: 0 samples every node
         census_timeout: float = 300.0,
+        reply_checks: ReplyChecks,
+        rule: AggregationRule,
+        clip_norm: float | Literal["median"] | None,  # aggregation.clip_norm
         **flower_settings: Any,
     ) -> None:
         super().__init__(**flower_settings)
@@ -103,6 +117,10 @@ class RoundBookkeeping(FedAvg):
         self.census_every, self.census_timeout = census_every, census_timeout
         self.census: Census | None = None
         self._census_round = 0
+        self.reply_checks = reply_checks
+        self.rule = rule
+        self.clip_norm = clip_norm
+        self.sent_arrays: dict[str, np.ndarray] | None = None  # this round's global model
 
     def _sampling_grid(self, server_round: int, config: ConfigRecord, grid: Grid) -> Grid:
         """The grid to sample from: only nodes the census found able to train (census.py)."""
@@ -123,6 +141,7 @@ class RoundBookkeeping(FedAvg):
             factor = cosine_factor((server_round - 1) / max(1, self.num_rounds - 1))
             config = ConfigRecord({**dict(config), "lr": float(config["lr"]) * factor})
         grid = self._sampling_grid(server_round, config, grid)
+        self.sent_arrays = P.from_record(arrays)
         messages = list(super().configure_train(rnd, arrays, config, grid))
         self.ledger.train[rnd] = TrainOutcome(round=rnd, sampled=len(messages))
         return messages
@@ -131,12 +150,18 @@ class RoundBookkeeping(FedAvg):
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         rnd = self.ledger.global_round(server_round)
+        if self.sent_arrays is None:
+            raise RuntimeError("aggregate_train before configure_train: no global model to check")
         replies = list(replies)
         outcome = self.ledger.train.setdefault(rnd, TrainOutcome(round=rnd))
         outcome.sampled = max(outcome.sampled, len(replies))
-        outcome.ok = sum(not m.has_error() for m in replies)
+        screened = screen_replies(
+            [m for m in replies if not m.has_error()], self.reply_checks, self.sent_arrays
+        )
+        outcome.ok = len(screened.accepted)
+        outcome.rejected = len(screened.rejected)
         outcome.failed = outcome.sampled - outcome.ok
-        outcome.errors = [m.error.reason for m in replies if m.has_error()]
+        outcome.errors = [m.error.reason for m in replies if m.has_error()] + screened.rejected
         if outcome.ok == 0 or outcome.share_ok < self.ledger.min_success_share:
             log.warning(
                 "round %d: %d of %d sampled clients succeeded (< %.0f%%): model kept, no release",
@@ -147,8 +172,25 @@ class RoundBookkeeping(FedAvg):
             )
             outcome.accepted = False
             return None, None
-        arrays, metrics = super().aggregate_train(rnd, replies)
-        outcome.accepted = arrays is not None
+        accepted = screened.accepted
+        if self.clip_norm is not None:
+            outcome.clipped = aggregation.clip_updates(
+                accepted, screened.update_norms, self.sent_arrays, self.clip_norm
+            )
+        aggregation.configure_rule(self, self.rule, len(accepted))
+        state = {k: getattr(self, k) for k in ("m_t", "v_t") if hasattr(self, k)}
+        arrays, metrics = super().aggregate_train(rnd, accepted)
+        if arrays is None:
+            outcome.kept_reason = aggregation.why_no_aggregate(self.rule, len(accepted))
+        else:
+            arrays, outcome.kept_reason = aggregation.settle_aggregate(arrays, self.sent_arrays)
+        if arrays is None:
+            for key, value in state.items():  # FedAdam's moments stay as they were
+                setattr(self, key, value)
+            log.warning("round %d: %s", rnd, outcome.kept_reason)
+            outcome.accepted = False
+            return None, None
+        outcome.accepted = True
         outcome.metrics = _metrics(metrics)
         return arrays, metrics
 
@@ -164,32 +206,27 @@ class RoundBookkeeping(FedAvg):
         self, server_round: int, replies: Iterable[Message]
     ) -> MetricRecord | None:
         rnd = self.ledger.global_round(server_round)
-        metrics = super().aggregate_evaluate(rnd, replies)
+        replies = [m for m in replies if not m.has_error()]
+        metrics = super().aggregate_evaluate(
+            rnd, screen_replies(replies, self.reply_checks).accepted
+        )
         self.ledger.federated_eval[rnd] = _metrics(metrics)
         return metrics
-
-
-class SwipeFedAvg(RoundBookkeeping, FedAvg):
-    pass
-
-
-class SwipeFedProx(RoundBookkeeping, FedProx):
-    pass
-
-
-class SwipeFedAdam(RoundBookkeeping, FedAdam):
-    pass
 
 
 def build_strategy(cfg: RunConfig, ledger: RoundLedger) -> RoundBookkeeping:
     """The strategy of `cfg.strategy`, built with its settings and wired to `ledger`."""
     fed = cfg.federation
+    agg: AggregationConfig = cfg.aggregation
     common: dict[str, Any] = {
         "ledger": ledger,
         "lr_schedule": cfg.train.lr_schedule,
         "num_rounds": fed.num_rounds,
         "census_every": fed.census_every,
         "census_timeout": fed.round_timeout_s,
+        "reply_checks": cfg.reply_checks,
+        "rule": agg.rule,
+        "clip_norm": agg.clip_norm,
         "fraction_train": fed.fraction_train,
         "fraction_evaluate": fed.fraction_evaluate,
         "min_train_nodes": fed.min_train_nodes,
@@ -197,10 +234,14 @@ def build_strategy(cfg: RunConfig, ledger: RoundLedger) -> RoundBookkeeping:
         "min_available_nodes": fed.min_available_nodes,
     }
     strategy = cfg.strategy
+
+    def cls(base: type[FedAvg]) -> type[RoundBookkeeping]:
+        return aggregation.compose(RoundBookkeeping, base, agg.rule.name)  # type: ignore[return-value]
+
     if isinstance(strategy, FedProxConfig):
-        return SwipeFedProx(**common, proximal_mu=strategy.mu)
+        return cls(FedProx)(**common, proximal_mu=strategy.mu)
     if isinstance(strategy, FedAdamConfig):
-        return SwipeFedAdam(
+        return cls(FedAdam)(
             **common,
             eta=strategy.eta,
             eta_l=strategy.eta_l,
@@ -209,7 +250,7 @@ def build_strategy(cfg: RunConfig, ledger: RoundLedger) -> RoundBookkeeping:
             tau=strategy.tau,
         )
     assert isinstance(strategy, FedAvgConfig)
-    return SwipeFedAvg(**common)
+    return cls(FedAvg)(**common)
 
 
 def has_server_state(strategy: FedAvg) -> bool:
