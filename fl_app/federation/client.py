@@ -9,7 +9,7 @@ ConfigRecord each round. Raw swipes never leave the node: replies carry weights 
 A node trains only on rows today's swipe contract accepts (a row an older version stored over a
 degenerate keyboard is skipped), on at most the server's `max-examples` newest of them (so an
 honest heavy user passes the server's reply checks), and never sends non-finite weights: it
-answers with an error instead (docs/security-federation.md).
+answers with an error instead (docs/security.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Every client reply is checked before it counts (docs/security-federation.md).
+"""Every client reply is checked before it counts (docs/security.md).
 
 A training reply must hold an ArrayRecord ``arrays`` with exactly the global model's names,
 shapes and dtypes, all finite; a MetricRecord ``metrics`` whose ``num-examples`` is positive and

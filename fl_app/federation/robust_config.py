@@ -3,7 +3,7 @@
 (fl_app/federation/run_config.py holds them as `RunConfig.aggregation` and `.reply_checks`).
 
 Kept apart from run_config.py so that each group's options, and their checks, sit in one small
-module; docs/security-federation.md explains what each choice defends against.
+module; docs/security.md explains what each choice defends against.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Why SQLite in WAL mode: the sidecar (writer) and a ClientApp process (reader) us
 at once; WAL lets readers run while a writer commits, and `busy_timeout` makes concurrent
 writers wait instead of failing.
 
-What it promises (threat model: docs/security-device-store.md): a write that returned is on
+What it promises (threat model: docs/security.md): a write that returned is on
 stable storage (`synchronous=FULL`, read back on every connection); nothing a write returns is
 deleted by its own retention, and a write that cannot be kept whole is refused whole; one key
 names one body; deleted rows leave the database file and its WAL. The parts: `connection`
