@@ -222,7 +222,7 @@ def synthetic_swipes(n: int, seed: int = 0, lexicon_size: int = 2000) -> list[di
 def trace_for(word: str, keyboard: dict[str, Any] = KEYBOARD) -> list[dict[str, float]]:
     """A clean trace through the word's key centres (16 ms a point)."""
     kb = named_keyboard(keyboard["layout"], keyboard["width"], keyboard["height"])
-    from serve.services.model_manager import canned_trace
+    from serve.services.model_build import canned_trace
 
     pts = canned_trace(kb, word)
     return [{"x": float(x), "y": float(y), "t": float(t)} for x, y, t in pts]

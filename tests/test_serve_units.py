@@ -20,8 +20,10 @@ from serve.logging import JsonFormatter
 from serve.services.device_cache import DeviceCache
 from serve.services.ingest import Ingest
 from serve.services.metrics import Metrics
-from serve.services.model_manager import CheckpointRefused, ModelManager, build_decoder
+from serve.services.model_build import build_decoder
+from serve.services.model_manager import ModelManager
 from serve.services.parsing import SwipeParser
+from serve.services.refusals import CheckpointRefused
 
 
 def test_settings_defaults(monkeypatch):
