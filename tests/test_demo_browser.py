@@ -163,8 +163,13 @@ def test_a_wrong_token_is_named_and_the_right_one_works_on_a_phone(sidecar, tmp_
         driver.find_element(By.ID, "token-save").click()
         wait(driver, lambda d: "Token accepted" in text_of(d, "message"))
         assert not driver.find_element(By.ID, "token-panel").is_displayed()
+        # Typed once: kept for the tab (sessionStorage), so a reload asks no more.
+        driver.refresh()
+        wait(driver, lambda d: text_of(d, "stat-total") != "-")
+        assert driver.execute_script("return sessionStorage.length") == 1
         words = swipe_word(driver, "the", kind=interaction.POINTER_TOUCH)
         assert "the" in words, (words, text_of(driver, "message"))
+        assert not driver.find_element(By.ID, "token-panel").is_displayed()
         # The keyboard fits the phone's width.
         width = driver.execute_script(
             "return document.getElementById('keyboard').getBoundingClientRect().right"
