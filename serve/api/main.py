@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from .routes import health, lexicon, model, predict, stats, swipes, train
+from .routes import demo, health, lexicon, model, predict, stats, swipes, train
 from .routes.common import errors
 
 api_router = APIRouter(responses=errors(421))
@@ -19,3 +19,4 @@ api_router.include_router(stats.router)
 api_router.include_router(model.router)
 api_router.include_router(train.router)
 api_router.include_router(lexicon.router)
+api_router.include_router(demo.router)
