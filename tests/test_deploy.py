@@ -169,7 +169,10 @@ def test_whole_loop_from_keyboards_to_release_and_back(deployment_factory):
     records = result.records()
     assert [r["round"] for r in records] == [0, 1, 2]
     for r in records[1:]:
-        assert r["clients"] == {"sampled": 2, "ok": 2, "failed": 0} and r["accepted"], r
+        assert (
+            r["clients"] == {"sampled": 2, "ok": 2, "failed": 0, "rejected": 0, "clipped": 0}
+            and r["accepted"]
+        ), r
         assert r["stored"] is True
     assert "round 2/2 | clients ok 2 failed 0" in log
 
@@ -246,7 +249,13 @@ def test_secure_deployment_tls_and_only_registered_supernodes(deployment_factory
 
     result = dep.run(["federation.num_rounds=1", "federation.fraction_evaluate=0"], timeout_s=300)
     assert result.ok, (result.status, result.details, result.log()[-4000:])
-    assert result.records()[1]["clients"] == {"sampled": 2, "ok": 2, "failed": 0}
+    assert result.records()[1]["clients"] == {
+        "sampled": 2,
+        "ok": 2,
+        "failed": 0,
+        "rejected": 0,
+        "clipped": 0,
+    }
     nodes = json.loads(dep.flwr("supernode", "list", "swipefl-deploy", "--format", "json").stdout)
     online = {n["node-id"] for n in nodes["nodes"] if n["status"] == "online"}
     assert online == set(dep.state.registered.values())

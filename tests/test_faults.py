@@ -57,7 +57,7 @@ def test_clientapp_raising_every_round_is_counted_and_the_run_completes(deployme
     records = result.records()
     assert [r["round"] for r in records] == [0, 1, 2]
     for r in records[1:]:
-        assert r["clients"] == {"sampled": 2, "ok": 1, "failed": 1}, r
+        assert r["clients"] == {"sampled": 2, "ok": 1, "failed": 1, "rejected": 0, "clipped": 0}, r
         assert r["accepted"] is True  # 1 of 2 meets min_success_share 0.5
     assert "round 1/2 | clients ok 1 failed 1" in log and "round 2/2 | clients ok 1 failed 1" in log
     store = dep.checkpoint_store()
@@ -99,7 +99,10 @@ def test_supernode_killed_mid_round_the_round_completes_within_the_timeout(deplo
     records = result.records()
     assert [r["round"] for r in records] == [0, 1]
     r1 = records[1]
-    assert r1["clients"] == {"sampled": 2, "ok": 1, "failed": 1} and r1["accepted"], r1
+    assert (
+        r1["clients"] == {"sampled": 2, "ok": 1, "failed": 1, "rejected": 0, "clipped": 0}
+        and r1["accepted"]
+    ), r1
     # The round waited for the dead node no longer than the configured timeout (then central
     # evaluation and a checkpoint), not until the heartbeat noticed it (36 s at the earliest).
     assert r1["seconds"] < timeout_s + 10 < 36, r1

@@ -67,7 +67,13 @@ def test_simulation_over_ten_real_stores_skips_small_nodes(tmp_path, ten_device_
     assert len(rounds) == 2
     for record in rounds:
         # Every eligible node sampled, the two small ones never, and nobody failed.
-        assert record["clients"] == {"sampled": 8, "ok": 8, "failed": 0}
+        assert record["clients"] == {
+            "sampled": 8,
+            "ok": 8,
+            "failed": 0,
+            "rejected": 0,
+            "clipped": 0,
+        }
         assert record["accepted"] is True
     assert rounds[0]["census"] == {"nodes": 10, "eligible": 8, "below_min": 2, "unanswered": 0}
     store = CheckpointStore(LocalDirBackend(tmp_path / "outputs" / "checkpoints"))

@@ -9,9 +9,15 @@ from fl_app.checkpoints import ResilientCheckpointWriter
 from fl_app.decoder.spec import model_arrays
 from fl_app.federation import protocol as P
 from fl_app.federation.config import compose, finalize
-from fl_app.federation.evaluation import Evaluator, evaluation_swipes, measure_incumbent
+from fl_app.federation.evaluation import (
+    Evaluator,
+    evaluation_swipes,
+    incumbent_measure,
+    measure_incumbent,
+)
 from fl_app.federation.experiment import run_experiment
 from fl_app.federation.metrics import read_lines
+from fl_app.federation.run_config import ConfigError
 from fl_app.federation.server import RoundRecorder, RunSummary, make_store
 from fl_app.federation.strategies import RoundLedger, TrainOutcome, build_strategy
 
@@ -65,6 +71,29 @@ def test_an_unmeasurable_release_blocks_automatic_releases(tmp_path, synth_cache
     store.unpin()
     incumbent = measure_incumbent(store, evaluation_swipes(cfg, cfg.decoder), "en")
     assert not incumbent.measurable and incumbent.floor("top1") == float("inf")
+
+
+def test_must_beat_chooses_whether_the_shipped_base_counts(tmp_path, synth_cache):
+    from fl_app.base import has_base
+
+    assert has_base("en")
+    served = finalize(compose(smoke(tmp_path, synth_cache, "evaluation.must_beat=served")))
+    spec = served.decoder
+    store = make_store(served.checkpoints)
+    swipes = evaluation_swipes(served, spec)[:20]
+    base = incumbent_measure(served, store, swipes, "en")()
+    assert base.label == "shipped base" and base.floor("top1") is not None
+    release_only = finalize(compose(smoke(tmp_path, synth_cache)))  # smoke: must_beat=release
+    assert release_only.evaluation.must_beat == "release"
+    assert incumbent_measure(release_only, store, swipes, "en")().floor("top1") is None
+    # ... while an earlier release still counts.
+    store.save("older", 1, model_arrays(spec.build_model(seed=3)), {"decoder": spec.to_manifest()})
+    store.promote("older", 1)
+    assert incumbent_measure(release_only, store, swipes, "en")().label == "release older/round 1"
+    nothing = finalize(compose(smoke(tmp_path, synth_cache, "evaluation.must_beat=none")))
+    assert incumbent_measure(nothing, store, swipes, "en")().floor("top1") is None
+    with pytest.raises(ConfigError, match="must_beat"):
+        finalize(compose(smoke(tmp_path, synth_cache, "evaluation.must_beat=always")))
 
 
 @pytest.mark.slow

@@ -98,7 +98,7 @@ def test_a_newer_nodes_extra_metric_is_heard_and_left_out_of_the_averages():
 
 
 def _strategy(tmp_path, *overrides: str):
-    cfg = finalize(compose([f"paths.root={tmp_path}", *overrides]))
+    cfg = finalize(compose([f"paths.root={tmp_path}", "init=random", *overrides]))
     ledger = RoundLedger(min_success_share=0.5)
     strategy = build_strategy(cfg, ledger)
     strategy.sent_arrays = {k: v.copy() for k, v in GLOBAL.items()}  # what configure_train sets
@@ -232,10 +232,10 @@ def test_evaluate_replies_are_checked_too(tmp_path):
 )
 def test_reply_checks_and_aggregation_settings_are_checked(tmp_path, override, message):
     if message is None:
-        finalize(compose([f"paths.root={tmp_path}", override]))
+        finalize(compose([f"paths.root={tmp_path}", "init=random", override]))
         return
     with pytest.raises(ConfigError, match=message):
-        finalize(compose([f"paths.root={tmp_path}", override]))
+        finalize(compose([f"paths.root={tmp_path}", "init=random", override]))
     with pytest.raises(ConfigError, match=r"aggregation.beta: in \[0, 0.5\)"):
         finalize(
             compose([f"paths.root={tmp_path}", "aggregation=trimmed_mean", "aggregation.beta=0.5"])

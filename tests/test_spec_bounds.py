@@ -130,8 +130,8 @@ def test_a_run_config_beyond_the_bound_is_refused_at_once():
     """The ServerApp's spec goes to every client as a manifest section: refuse it in the config,
     not on each client."""
     with pytest.raises(ConfigError, match="config model: .*parameters"):
-        finalize(compose(["model.hidden=1024"]))
-    assert finalize(compose(["model=small"])).decoder.hidden == 64
+        finalize(compose(["init=random", "model.hidden=1024"]))
+    assert finalize(compose(["init=random", "model=small"])).decoder.hidden == 64
 
 
 def test_the_cli_will_not_promote_what_sidecars_refuse(tmp_path, capsys):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,11 @@ from .store import CheckpointRef, CheckpointStore, PreparedCheckpoint, checkpoin
 
 log = logging.getLogger(__name__)
 
+# What a release must exceed: a score, nothing (None), or a callable that measures it when the
+# check runs, so a check queued during an outage measures the incumbent once the store is back
+# (it may raise StoreUnavailable: the check then stays pending).
+ReleaseFloor = float | None | Callable[[], float | None]
+
 
 @dataclass
 class _Op:
@@ -37,7 +43,7 @@ class _Op:
     prepared: PreparedCheckpoint | None = None
     metrics: dict[str, Any] | None = None
     metric_key: str = "top1"
-    must_beat: float | None = None
+    must_beat: ReleaseFloor = None
     since: str = field(default_factory=utc_now)
     attempts: int = 0
     last_error: str | None = None
@@ -121,7 +127,7 @@ class ResilientCheckpointWriter:
         server_round: int,
         metrics: dict[str, Any] | None = None,
         metric_key: str = "top1",
-        must_beat: float | None = None,
+        must_beat: ReleaseFloor = None,
     ) -> bool | None:
         """``CheckpointStore.auto_release``, queued behind pending checkpoints.
 
@@ -271,8 +277,9 @@ class ResilientCheckpointWriter:
                 except CheckpointError as exc:
                     log.warning("could not remove spooled copy of %s: %s", ref.path, exc)
             return ref
+        must_beat = op.must_beat() if callable(op.must_beat) else op.must_beat
         return self.store.auto_release(
-            op.run_id, op.round, op.metrics, op.metric_key, must_beat=op.must_beat
+            op.run_id, op.round, op.metrics, op.metric_key, must_beat=must_beat
         )
 
     def _spool_op(self, op: _Op) -> None:

@@ -11,6 +11,7 @@ keep collecting swipes.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,9 +45,14 @@ class Census:
         }
 
 
-def take_census(grid: Grid, config: ConfigRecord, min_swipes: int, timeout: float) -> Census:
-    """Query every connected node for its training swipes (see the module docstring)."""
-    nodes = list(grid.get_node_ids())
+def take_census(
+    grid: Grid, config: ConfigRecord, min_swipes: int, timeout: float, min_nodes: int = 0
+) -> Census:
+    """Query every connected node for its training swipes (see the module docstring), once
+    `min_nodes` are connected (or `timeout` has passed)."""
+    deadline = time.monotonic() + timeout
+    while len(nodes := list(grid.get_node_ids())) < min_nodes and time.monotonic() < deadline:
+        time.sleep(1.0)
     messages = [
         Message(RecordDict({P.CONFIG: config}), dst_node_id=n, message_type=MessageType.QUERY)
         for n in nodes

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from fl_app.checkpoints import CheckpointError, CheckpointStore
+from fl_app.checkpoints import CheckpointError, CheckpointStore, StoreUnavailable
 from fl_app.decoder.evaluation import score_model
 from fl_app.decoder.spec import DecoderSpec, load_arrays
 from fl_app.decoder.swipe import Swipe
@@ -88,8 +89,11 @@ class Incumbent:
         return None if self.metrics is None else float(self.metrics[metric])
 
 
-def measure_incumbent(store: CheckpointStore, swipes: list[Swipe], language: str) -> Incumbent:
-    """The current release (or the shipped base, before any release) on `swipes`."""
+def measure_incumbent(
+    store: CheckpointStore, swipes: list[Swipe], language: str, *, base_counts: bool = True
+) -> Incumbent:
+    """The current release (or, with `base_counts`, the shipped base before any release) on
+    `swipes`. Raises StoreUnavailable during an outage."""
     from fl_app.base import has_base, read_base
 
     try:
@@ -99,13 +103,25 @@ def measure_incumbent(store: CheckpointStore, swipes: list[Swipe], language: str
             spec = DecoderSpec.from_manifest(ckpt.manifest["decoder"])
             label = f"release {pointer['run_id']}/round {pointer['round']}"
             tensors = ckpt.tensors
-        elif has_base(language):
+        elif base_counts and has_base(language):
             tensors, manifest = read_base(language)
             spec = DecoderSpec.from_manifest(manifest["decoder"])
             label = "shipped base"
         else:
             return Incumbent("none", None)
         return Incumbent(label, Evaluator(spec, swipes)(tensors))
+    except StoreUnavailable:
+        raise  # an outage says nothing about the release: measure it once the store is back
     except (CheckpointError, KeyError, TypeError, ValueError) as exc:
         log.warning("cannot measure the current release: %s", exc)
         return Incumbent(f"unmeasurable ({exc})", None, measurable=False)
+
+
+def incumbent_measure(
+    cfg: RunConfig, store: CheckpointStore, swipes: list[Swipe], language: str
+) -> Callable[[], Incumbent]:
+    """How the run measures what its releases must beat (`evaluation.must_beat`)."""
+    rule = cfg.evaluation.must_beat
+    if rule == "none":
+        return lambda: Incumbent("none: evaluation.must_beat=none", None)
+    return lambda: measure_incumbent(store, swipes, language, base_counts=rule == "served")

@@ -38,12 +38,16 @@ Init = Literal["base", "random"]
 EvaluationSource = Literal["synthetic", "real"]
 LrSchedule = Literal["constant", "cosine"]
 ReleaseMetric = Literal["top1", "top4", "mrr"]
+# What a release must beat: `served`, what devices serve now (the current release, or the shipped
+# base before any); `release`, only an earlier release (the shipped base does not count); `none`.
+MustBeat = Literal["served", "release", "none"]
 Regime = Literal["train", "shifted"]
 INITS: tuple[Init, ...] = get_args(Init)
 INIT_BASE: Init = "base"
 EVALUATION_SOURCES: tuple[EvaluationSource, ...] = get_args(EvaluationSource)
 LR_SCHEDULES: tuple[LrSchedule, ...] = get_args(LrSchedule)
 RELEASE_METRICS: tuple[ReleaseMetric, ...] = get_args(ReleaseMetric)
+MUST_BEAT: tuple[MustBeat, ...] = get_args(MustBeat)
 REGIMES: tuple[Regime, ...] = get_args(Regime)
 
 
@@ -120,6 +124,7 @@ class EvaluationConfig:
     real_swipes: int  # real: a fixed subsample of public-val, stratified by user
     report_dev: bool  # real: measure the best round on the dev users at the end (report only)
     metric: ReleaseMetric  # the release metric (higher is better)
+    must_beat: MustBeat  # what a release must beat on this run's swipes
     client_max_swipes: int
 
 
@@ -327,6 +332,7 @@ def _evaluation(e: Fields) -> EvaluationConfig:
         real_swipes=e.integer("real_swipes"),
         report_dev=e.boolean("report_dev"),
         metric=e.choice("metric", RELEASE_METRICS),
+        must_beat=e.choice("must_beat", MUST_BEAT),
         client_max_swipes=e.integer("client_max_swipes"),
     )
 

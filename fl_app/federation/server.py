@@ -45,7 +45,7 @@ from fl_app.federation.evaluation import (
     Incumbent,
     dev_swipes,
     evaluation_swipes,
-    measure_incumbent,
+    incumbent_measure,
 )
 from fl_app.federation.metrics import (
     METRICS_FILE,
@@ -156,7 +156,9 @@ class RoundRecorder:
         self.best: tuple[float, dict[str, Any]] | None = None  # (metric, tensors) of the best round
 
     def _must_beat(self) -> float | None:
-        """The current release's score on this run's swipes, measured at the first release."""
+        """The current release's score on this run's swipes, measured when the first release
+        check runs (a check pending in an outage measures it once the store is back; an outage
+        raises StoreUnavailable and nothing is cached)."""
         if self.summary.incumbent is None:
             incumbent = self.measure_incumbent()
             self.summary.incumbent = incumbent
@@ -247,7 +249,7 @@ class RoundRecorder:
                 rnd,
                 metrics,
                 self.cfg.evaluation.metric,
-                must_beat=self._must_beat(),
+                must_beat=self._must_beat,
             )
             if released:
                 self.summary.released.append(rnd)
@@ -348,7 +350,7 @@ def run_federation(
     swipes = evaluation_swipes(cfg, spec)
     recorder = RoundRecorder(
         cfg, spec, ledger, strategy, writer, Evaluator(spec, swipes), summary, resume, echo,
-        incumbent=lambda: measure_incumbent(store, swipes, spec.language),
+        incumbent=incumbent_measure(cfg, store, swipes, spec.language),
     )  # fmt: skip
     strategy.start(
         grid=grid,

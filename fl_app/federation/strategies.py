@@ -20,8 +20,9 @@ FedAdam's server-side state (first and second moments) is saved beside each chec
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -128,7 +129,9 @@ class RoundBookkeeping(FedAvg):
             return grid
         if self.census is None or server_round - self._census_round >= self.census_every:
             min_swipes = int(config["min-swipes"])
-            self.census = take_census(grid, config, min_swipes, self.census_timeout)
+            self.census = take_census(
+                grid, config, min_swipes, self.census_timeout, self.min_available_nodes
+            )
             self._census_round = server_round
             self.ledger.census[self.ledger.global_round(server_round)] = self.census.summary()
         return EligibleGrid(grid, self.census.eligible)  # type: ignore[return-value]
@@ -142,7 +145,8 @@ class RoundBookkeeping(FedAvg):
             config = ConfigRecord({**dict(config), "lr": float(config["lr"]) * factor})
         grid = self._sampling_grid(server_round, config, grid)
         self.sent_arrays = P.from_record(arrays)
-        messages = list(super().configure_train(rnd, arrays, config, grid))
+        with self._available_at_most(grid):
+            messages = list(super().configure_train(rnd, arrays, config, grid))
         self.ledger.train[rnd] = TrainOutcome(round=rnd, sampled=len(messages))
         return messages
 
@@ -200,7 +204,22 @@ class RoundBookkeeping(FedAvg):
         rnd = self.ledger.global_round(server_round)
         if self.census is not None:  # the last census' nodes: others have nothing held out
             grid = EligibleGrid(grid, self.census.eligible)  # type: ignore[assignment]
-        return super().configure_evaluate(rnd, arrays, config, grid)
+        with self._available_at_most(grid):
+            return list(super().configure_evaluate(rnd, arrays, config, grid))
+
+    @contextlib.contextmanager
+    def _available_at_most(self, grid: Grid) -> Iterator[None]:
+        """`min_available_nodes` counts connected nodes, which the census already waited for:
+        sampling from its eligible nodes must not wait for nodes that will never be eligible."""
+        if not isinstance(grid, EligibleGrid):
+            yield
+            return
+        wanted = self.min_available_nodes
+        self.min_available_nodes = min(wanted, len(list(grid.get_node_ids())))
+        try:
+            yield
+        finally:
+            self.min_available_nodes = wanted
 
     def aggregate_evaluate(
         self, server_round: int, replies: Iterable[Message]
