@@ -86,6 +86,8 @@ class SidecarProcess:
             env["SWIPEFL_API_TOKEN"] = self.token
         elif "auth" not in self.settings:
             env["SWIPEFL_AUTH"] = "none"
+        # Tests of releases start from "nothing served"; those of the shipped base ask for it.
+        env["SWIPEFL_SERVE_BASE"] = "false"
         for key, value in self.settings.items():
             env[f"SWIPEFL_{key.upper()}"] = str(value)
         env.update(self.extra_env)

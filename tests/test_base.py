@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from serve_helpers import SidecarProcess, publish, trace_for, wait_for
 
 from fl_app.base import base_dir, base_manifest, base_spec, has_base, read_base
 from fl_app.checkpoints import CheckpointStore, LocalDirBackend
@@ -58,3 +59,34 @@ def test_a_run_from_the_base_starts_from_its_tensors(tmp_path, synth_cache):
     assert round0["sha256"] == base_manifest("en")["sha256"]  # the base's very tensors
     assert round0["decoder"] == base_manifest("en")["decoder"]
     assert store.load_manifest(summary.run_id, 1)["decoder"] == base_manifest("en")["decoder"]
+
+
+@pytest.mark.parametrize("serve_base", ["true", "false"])
+def test_a_sidecar_with_no_release_serves_the_shipped_base(tmp_path, serve_base):
+    """A fresh device answers from its first swipe (the base), then moves to the first release;
+    with SWIPEFL_SERVE_BASE=false it waits for a release (503 MODEL_NOT_LOADED)."""
+    sidecar = SidecarProcess(tmp_path, serve_base=serve_base)
+    body = {"points": trace_for("hello"), "keyboard": {"layout": "qwerty-en", "width": 375,
+            "height": 217}, "k": 4}  # fmt: skip
+    sidecar.start()
+    try:
+        with sidecar.client() as c:
+            wait_for(lambda: c.get("/health").status_code == 200, 60)
+            answer = c.post("/api/v1/predict", json=body)
+            if serve_base == "false":
+                assert answer.status_code == 503 and answer.json()["code"] == "MODEL_NOT_LOADED"
+            else:
+                assert answer.status_code == 200, answer.text
+                version = answer.json()["model_version"]
+                assert version["base"] is True and version["run_id"] == "base"
+                assert version["sha256"] == base_manifest("en")["sha256"]
+                assert answer.json()["candidates"][0]["word"] == "hello"
+            publish(sidecar.checkpoints(), "run-a", 1)
+            wait_for(
+                lambda: c.get("/ready").json().get("model_version", {}).get("run_id") == "run-a",
+                60,
+            )
+            version = c.post("/api/v1/predict", json=body).json()["model_version"]
+            assert version["run_id"] == "run-a" and version["base"] is False
+    finally:
+        sidecar.stop()

@@ -31,7 +31,7 @@ WAIT_S = 90  # a cold prediction on a busy 2-core machine
 @pytest.fixture(scope="module")
 def sidecar(tmp_path_factory) -> Iterator[SidecarProcess]:
     assert has_base("en"), "the demo needs the shipped base decoder in fl_app/base/en/"
-    proc = SidecarProcess(tmp_path_factory.mktemp("demo-sidecar"), token=TOKEN)
+    proc = SidecarProcess(tmp_path_factory.mktemp("demo-sidecar"), token=TOKEN, serve_base="true")
     proc.start(wait_ready=True, timeout=240)
     yield proc
     proc.stop()

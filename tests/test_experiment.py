@@ -42,7 +42,9 @@ def test_defaults_compose_to_a_valid_federation():
 
 def test_overrides_change_the_run(tmp_path):
     cfg = finalize(
-        compose(f"strategy=fedprox strategy.mu=0.2 model.hidden=48 'paths.root={tmp_path}'")
+        compose(
+            f"init=random strategy=fedprox strategy.mu=0.2 model.hidden=48 'paths.root={tmp_path}'"
+        )
     )
     assert isinstance(cfg.strategy, FedProxConfig)
     assert cfg.strategy.name == "fedprox" and cfg.strategy.mu == 0.2

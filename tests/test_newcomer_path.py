@@ -2,13 +2,14 @@
 one-line `curl` of a prediction, in a scratch checkout (the README's scripts, app entry points,
 config and example swipe; the code from this venv's install).
 
-A release must beat what devices serve now, on the run's own evaluator: before any release,
-the shipped base decoder. A main-job-sized run from random weights does not beat it, so the
-sidecar serves the shipped base, and says so (`model_version.base`). A person who wants their
-run served anyway promotes one of its rounds (`python -m fl_app.checkpoints promote`), and the
-running sidecar picks it up. With that release unpinned, continuing the run releases for a
-real reason: its later rounds beat the release they replace on the same evaluator, and the
-sidecar serves the run's newest release without a restart.
+The main job starts from the shipped base decoder (`init=base`), and a release must beat what
+devices serve now on the run's own evaluator: before any release, that base. Whether 3 rounds
+of fine-tuning on 10 simulated users beat it on 100 held-out swipes can go either way, so the
+test follows the job's own verdict: the sidecar serves the released round when there is one,
+the shipped base (`model_version.base`) when not. A person who wants another round served
+promotes it (`python -m fl_app.checkpoints promote`) and the running sidecar picks it up; with
+that release unpinned, continuing the run measures itself against it and the sidecar serves
+whatever the pointer names, without a restart.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from fl_app.base import has_base
 from fl_app.checkpoints import CheckpointStore, LocalDirBackend
 
 # The main job's size, made fast: the smoke experiment (5 users, 2 rounds, a small model).
-FAST = ("experiment=smoke",)
+FAST: tuple[str, ...] = ()  # the main job exactly as the README runs it: from the shipped base
 SECTION = "## See it work"
 
 
@@ -157,38 +158,46 @@ def test_after_the_main_job_the_readme_sidecar_serves_its_outcome(checkout):
     assert has_base("en"), "the newcomer path needs the shipped base decoder in fl_app/base/en/"
     store = CheckpointStore(LocalDirBackend(checkout / "outputs" / "checkpoints", fsync=False))
 
-    # 1. The main job from random weights does not beat the shipped base: no release.
+    # 1. The main job starts from the shipped base and must beat it to release.
     out, run_id = main_job(checkout)
+    assert "from the base" in out and "round 0/3" in out
     assert "releases must beat the current release (shipped base)" in out
-    assert released_rounds(out) == [] and store.read_release() is None
+    released = released_rounds(out)
     assert "serve it: scripts/serve" in out
+    pointer = store.read_release()
+    if released:
+        assert (pointer["run_id"], pointer["round"]) == (run_id, released[-1])
+    else:
+        assert pointer is None
 
-    # 2. The README's sidecar, started after the job, serves the shipped base; the curl works.
+    # 2. The README's sidecar, started after the job, serves its outcome; the curl works.
     sidecar = ReadmeSidecar(checkout)
     try:
-        sidecar.serving(base=True)
+        if released:
+            sidecar.serving(run_id=run_id, round=released[-1], base=False)
+        else:
+            sidecar.serving(base=True)
         answer = sidecar.curl()
-        assert answer["model_version"]["base"] is True
+        assert answer["model_version"]["base"] is (not released)
         assert "hello" in [c["word"] for c in answer["candidates"]]
 
-        # 3. Serving the run anyway: promote its best round; the running sidecar loads it.
+        # 3. Serving another round: promote it; the running sidecar loads it.
         rounds = store.list_rounds(run_id)
-        best = max(rounds[1:], key=lambda r: store.round_metrics(run_id, r)["top1"])
+        other = next(r for r in reversed(rounds[1:]) if not released or r != released[-1])
         cli = (".venv/bin/python", "-m", "fl_app.checkpoints", "--root", "outputs/checkpoints")
-        run(checkout, *cli, "promote", run_id, str(best))
-        sidecar.serving(run_id=run_id, round=best, base=False)
+        run(checkout, *cli, "promote", run_id, str(other))
+        sidecar.serving(run_id=run_id, round=other, base=False)
 
-        # 4. Unpinned, the run continues and releases the rounds that beat that release.
+        # 4. Unpinned, the continued run must beat that release; the sidecar serves the pointer.
         run(checkout, *cli, "unpin")
         out, resumed = main_job(checkout, f"resume.run_id={run_id}", "federation.num_rounds=4")
         assert resumed == run_id
-        assert f"releases must beat the current release (release {run_id}/round {best})" in out
-        released = released_rounds(out)
-        assert released and min(released) > max(rounds)
-        assert store.read_release()["round"] == released[-1]
-        sidecar.serving(run_id=run_id, round=released[-1])
-        answer = sidecar.curl()
-        assert answer["model_version"]["run_id"] == run_id
-        assert answer["model_version"]["round"] == released[-1]
+        assert f"releases must beat the current release (release {run_id}/round {other})" in out
+        later = released_rounds(out)
+        assert all(r > max(rounds) for r in later)
+        pointer = store.read_release()
+        assert pointer["round"] == (later[-1] if later else other)
+        answer = sidecar.serving(run_id=run_id, round=pointer["round"])
+        assert sidecar.curl()["model_version"]["round"] == pointer["round"]
     finally:
         sidecar.stop()
