@@ -80,7 +80,7 @@ def test_a_sidecar_with_no_release_serves_the_shipped_base(tmp_path, serve_base)
                 version = answer.json()["model_version"]
                 assert version["base"] is True and version["run_id"] == "base"
                 assert version["sha256"] == base_manifest("en")["sha256"]
-                assert answer.json()["candidates"][0]["word"] == "hello"
+                assert "hello" in [c["word"] for c in answer.json()["candidates"]]
             publish(sidecar.checkpoints(), "run-a", 1)
             wait_for(
                 lambda: c.get("/ready").json().get("model_version", {}).get("run_id") == "run-a",
