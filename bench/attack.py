@@ -34,10 +34,11 @@ from report_header import report_header, write_report
 
 from fl_app.federation.attacks import PASSING_ATTACKS, hostile_client_app
 from fl_app.federation.config import compose, finalize
+from fl_app.federation.evaluation import Evaluator, evaluation_swipes
 from fl_app.federation.experiment import run_experiment
 from fl_app.federation.robust_config import AGGREGATION_RULES
 from fl_app.federation.run_config import RunConfig
-from fl_app.federation.server import CentralEvaluator, RunSummary, make_store
+from fl_app.federation.server import RunSummary, make_store
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "attack.md"
 GOAL_POINTS = 2.0
@@ -148,14 +149,14 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="swipefl-attack-"))
     rules = args.rules.split(",")
     arms: dict[tuple[str, bool], dict] = {}
-    final_eval: CentralEvaluator | None = None
+    final_eval: Evaluator | None = None
     t0 = time.perf_counter()
     for rule in rules:
         ov = overrides(args, work, rule)
         cfg = finalize(compose(ov))
         if final_eval is None:
             big = finalize(compose([*ov, f"evaluation.users={args.final_eval_users}"]))
-            final_eval = CentralEvaluator(big.decoder, big)
+            final_eval = Evaluator(big.decoder, evaluation_swipes(big, big.decoder))
         for attacked in (False, True):
             t1 = time.perf_counter()
             chooser = None
