@@ -108,9 +108,9 @@ def federate(args, init_dir: Path, stores: Path, work: Path, label: str) -> dict
     n = len(list(stores.glob("*.sqlite")))
     overrides = [
         "init=base",
-        f"init_from={init_dir}",
+        f"init_from={init_dir.resolve()}",  # paths.root is the work folder
         "data=stores",
-        f"data.stores_dir={stores}",
+        f"data.stores_dir={stores.resolve()}",
         f"data.heldout_fraction={HELDOUT}",
         f"paths.root={work / label}",
         f"simulation.num_supernodes={n}",
