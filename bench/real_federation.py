@@ -31,9 +31,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-from memory import PeakMemory
+# Run as `python bench/real_federation.py`, bench/ comes first on sys.path, and bench/serve.py
+# (the sidecar benchmark) would shadow the sidecar package `serve` that personalization uses.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from memory import PeakMemory  # noqa: E402
 from report_header import report_header, write_report
 
 from fl_app.base import base_dir
