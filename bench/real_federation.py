@@ -299,9 +299,14 @@ def render(args, argv, figures, dev, fed_s, fed_b, central, central_runs, passes
         gap = cen.metrics["top1"] - start.metrics["top1"]
         closed = (fed.metrics["top1"] - start.metrics["top1"]) / gap if gap > 0 else float("nan")
         behind = 100 * (cen.metrics["top1"] - fed.metrics["top1"])
+        share = (
+            f"closes {closed:.0%} of the gap to centralized"
+            if gap > 0
+            else "has no gap to close (centralized training did not beat the start)"
+        )
         verdicts.append(
-            f"- {c}: federation closes {closed:.0%} of the gap to centralized "
-            f"(bar: at least 50%) and ends {behind:+.1f} points behind it (bar: within 1)."
+            f"- {c}: federation {share} (bar: at least 50%) and ends {behind:+.1f} points "
+            "behind centralized (bar: within 1)."
         )
         base, fb = figures["shipped base (start)"][c], figures["shipped base + federation"][c]
         diffs += [
