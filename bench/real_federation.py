@@ -1,6 +1,6 @@
 """Federation over real people (issue 14): every device user of the real swipes its own node.
 
-    python bench/real_federation.py --synthetic-only outputs/pretrain/synthetic-only
+    python bench/real_federation.py
 
 The 747 *device* users of ../shared/real-swipes (docs/data.md) are imported into one swipe
 store each, and a Flower simulation runs one SuperNode per store (`data=stores`; a census leaves
@@ -54,16 +54,24 @@ from fl_app.federation.server import make_store
 from fl_app.swipes.store import SwipeStore
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "real-federation.md"
+# The pretraining recipe with `data.real_parts=[]` (docs/pretraining.md): never saw a real trace.
+SYNTHETIC_ONLY = Path(__file__).resolve().parent / "models" / "synthetic-only"
 CONDITIONS = (LexiconCondition(100_000, False), LexiconCondition(100_000, True))
+RELEASED = "shipped base + federation, the round released"
 HELDOUT = 0.2  # each store's held-out share (federated evaluation; not used for figures)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--synthetic-only", type=Path, required=True, help="a checkpoint folder")
+    p.add_argument(
+        "--synthetic-only",
+        type=Path,
+        default=SYNTHETIC_ONLY,
+        help="a checkpoint folder (default: the committed twin of the base without real traces)",
+    )
     p.add_argument("--base", type=Path, default=base_dir("en"), help="the shipped base")
-    p.add_argument("--rounds", type=int, default=20)
-    p.add_argument("--clients-per-round", type=int, default=75)
+    p.add_argument("--rounds", type=int, default=150)
+    p.add_argument("--clients-per-round", type=int, default=10)
     p.add_argument("--epochs", type=float, default=1.0, help="local epochs per round")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -136,11 +144,14 @@ def federate(args, init_dir: Path, stores: Path, work: Path, label: str) -> dict
     wall = time.perf_counter() - t0
     store = make_store(cfg.checkpoints)
     last = max(summary.rounds)
+    release = store.read_release()
+    ours = release is not None and release["run_id"] == summary.run_id
     return {
         "summary": summary,
         "cfg": cfg,
         "tensors": store.load(summary.run_id, last).tensors,
-        "release": store.read_release(),
+        "release": release,
+        "released_tensors": store.load(summary.run_id, release["round"]).tensors if ours else None,
         "wall": wall,
         "min_swipes": cfg.train.min_swipes,
     }
@@ -261,17 +272,16 @@ def main(argv: list[str] | None = None) -> int:
     base_spec = DecoderSpec.from_manifest(base_manifest["decoder"])
     fed_b = federate(args, args.base, stores, work, "from-base")
 
-    figures = dev_figures(
-        {
-            "synthetic-only (start)": (synth_spec, synth_tensors),
-            "synthetic-only + federation": (synth_spec, fed_s["tensors"]),
-            "synthetic-only + centralized": (synth_spec, central["tensors"]),
-            "shipped base (start)": (base_spec, base_tensors),
-            "shipped base + federation": (base_spec, fed_b["tensors"]),
-        },
-        dev,
-        val,
-    )
+    models = {
+        "synthetic-only (start)": (synth_spec, synth_tensors),
+        "synthetic-only + federation": (synth_spec, fed_s["tensors"]),
+        "synthetic-only + centralized": (synth_spec, central["tensors"]),
+        "shipped base (start)": (base_spec, base_tensors),
+        "shipped base + federation": (base_spec, fed_b["tensors"]),
+    }
+    if fed_b["released_tensors"] is not None:
+        models[RELEASED] = (base_spec, fed_b["released_tensors"])
+    figures = dev_figures(models, dev, val)
     personal = personalization(args, stores, work) if args.personalize_users else []
     memory.stop()
     text = render(args, argv, figures, dev, fed_s, fed_b, central, central_runs, passes,
@@ -314,9 +324,13 @@ def render(args, argv, figures, dev, fed_s, fed_b, central, central_runs, passes
             f"| {c} | centralized - federated (synthetic-only) | {difference(dev, cen, fed)} |",
             f"| {c} | federated - start (shipped base) | {difference(dev, fb, base)} |",
         ]
+        if RELEASED in figures:
+            rel = figures[RELEASED][c]
+            diffs.append(f"| {c} | release - start (shipped base) | {difference(dev, rel, base)} |")
     release = fed_b["release"]
     released = (
-        f"the run released round {release['round']} (run {release['run_id']}), which "
+        f"the run released round {release['round']} (run {release['run_id']}; public-val "
+        f"top-1 {fed_b['summary'].records[release['round']]['central']['top1']:.3f}), which "
         "replaced the shipped base on devices"
         if release and release.get("run_id") == fed_b["summary"].run_id
         else "no round beat the shipped base on the public-val evaluator, so nothing was "
@@ -379,12 +393,29 @@ def render(args, argv, figures, dev, fed_s, fed_b, central, central_runs, passes
             f"- Federated wall time: {fed_s['wall'] / 60:.1f} min (from synthetic-only), "
             f"{fed_b['wall'] / 60:.1f} min (from the base); centralized training "
             f"{central['wall'] / 60:.1f} min per learning rate.",
+            *round_overhead(fed_s["summary"].records),
             f"- Peak memory of the whole process tree (PSS): {memory.peak / 2**30:.2f} GiB "
             f"({memory.peak_procs} processes).",
             f"- Total wall time {total / 60:.0f} min.",
             "",
         ]
     )
+
+
+def round_overhead(records: list[dict]) -> list[str]:
+    """What a round costs beyond the clients' own training, with every node in the simulation."""
+    trained = [r for r in records if r["round"] > 0]
+    census = [r["seconds"] for r in trained if r.get("census")]
+    plain = [r["seconds"] for r in trained if not r.get("census")]
+    local = [r["train"]["train-seconds"] for r in trained if r.get("train")]
+    if not plain:
+        return []
+    return [
+        f"- Round wall time (from synthetic-only): median {np.median(plain):.1f} s; rounds "
+        f"that take the census of every node: median {np.median(census or [0.0]):.1f} s "
+        f"({len(census)} of {len(trained)} rounds); a client's local training, mean "
+        f"{np.mean(local):.2f} s. Each round also measures the model on the public-val sample.",
+    ]
 
 
 def personal_lines(personal: list[dict]) -> list[str]:

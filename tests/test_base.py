@@ -4,13 +4,14 @@ ServerApp's default starting point (init=base) with its whole decoder spec."""
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import pytest
 from serve_helpers import SidecarProcess, publish, trace_for, wait_for
 
 from fl_app.base import base_dir, base_manifest, base_spec, has_base, read_base
 from fl_app.checkpoints import CheckpointStore, LocalDirBackend
-from fl_app.checkpoints.format import MODEL_FILE
+from fl_app.checkpoints.format import MODEL_FILE, read_checkpoint_dir
 from fl_app.federation.config import ConfigError, compose, finalize
 from fl_app.federation.experiment import run_experiment
 
@@ -29,6 +30,21 @@ def test_the_shipped_manifest_matches_its_tensors():
     assert manifest["recipe"]["command"] == "python -m fl_app.pretrain"
     assert manifest["data"]["real"]["parts"] == ["public-train"]
     assert {"public_val", "dev"} <= set(manifest["metrics"])
+
+
+def test_the_committed_synthetic_only_twin_saw_no_real_trace():
+    """bench/real_federation.py starts from it: the base's recipe and architecture without
+    real traces, so what federating over real people adds is measured from zero real data."""
+    twin = Path(__file__).resolve().parent.parent / "bench" / "models" / "synthetic-only"
+    tensors, manifest = read_checkpoint_dir(twin)  # verifies the sha256 and the tensor table
+    assert manifest["data"]["real"] == {**manifest["data"]["real"], "parts": [], "swipes": 0}
+    base = base_manifest("en")
+    # Same architecture, lexicon and features; only the decoding weights were tuned per model.
+    assert {k: v for k, v in manifest["decoder"].items() if k != "fusion"} == {
+        k: v for k, v in base["decoder"].items() if k != "fusion"
+    }
+    assert manifest["recipe"]["config"]["train"] == base["recipe"]["config"]["train"]
+    assert set(tensors) == set(read_base("en")[0])
 
 
 def test_init_base_takes_the_whole_spec_and_refuses_conflicting_overrides(tmp_path):
