@@ -145,13 +145,14 @@ def federate(args, init_dir: Path, stores: Path, work: Path, label: str) -> dict
     store = make_store(cfg.checkpoints)
     last = max(summary.rounds)
     release = store.read_release()
-    ours = release is not None and release["run_id"] == summary.run_id
+    # The round this run released, or None when devices keep what they served before.
+    released = release["round"] if release and release["run_id"] == summary.run_id else None
     return {
         "summary": summary,
         "cfg": cfg,
         "tensors": store.load(summary.run_id, last).tensors,
-        "release": release,
-        "released_tensors": store.load(summary.run_id, release["round"]).tensors if ours else None,
+        "released_round": released,
+        "released_tensors": store.load(summary.run_id, released).tensors if released else None,
         "wall": wall,
         "min_swipes": cfg.train.min_swipes,
     }
@@ -327,12 +328,12 @@ def render(args, argv, figures, dev, fed_s, fed_b, central, central_runs, passes
         if RELEASED in figures:
             rel = figures[RELEASED][c]
             diffs.append(f"| {c} | release - start (shipped base) | {difference(dev, rel, base)} |")
-    release = fed_b["release"]
+    rnd = fed_b["released_round"]
     released = (
-        f"the run released round {release['round']} (run {release['run_id']}; public-val "
-        f"top-1 {fed_b['summary'].records[release['round']]['central']['top1']:.3f}), which "
+        f"the run released round {rnd} (run {fed_b['summary'].run_id}; public-val "
+        f"top-1 {fed_b['summary'].records[rnd]['central']['top1']:.3f}), which "
         "replaced the shipped base on devices"
-        if release and release.get("run_id") == fed_b["summary"].run_id
+        if rnd is not None
         else "no round beat the shipped base on the public-val evaluator, so nothing was "
         "released and devices keep the base"
     )
@@ -410,11 +411,16 @@ def round_overhead(records: list[dict]) -> list[str]:
     local = [r["train"]["train-seconds"] for r in trained if r.get("train")]
     if not plain:
         return []
+    with_census = (
+        f"rounds that take the census of every node: median {np.median(census):.1f} s "
+        f"({len(census)} of {len(trained)} rounds); "
+        if census
+        else ""
+    )
     return [
-        f"- Round wall time (from synthetic-only): median {np.median(plain):.1f} s; rounds "
-        f"that take the census of every node: median {np.median(census or [0.0]):.1f} s "
-        f"({len(census)} of {len(trained)} rounds); a client's local training, mean "
-        f"{np.mean(local):.2f} s. Each round also measures the model on the public-val sample.",
+        f"- Round wall time (from synthetic-only): median {np.median(plain):.1f} s; "
+        f"{with_census}a client's local training, mean {np.mean(local):.2f} s. Each round also "
+        "measures the model on the public-val sample.",
     ]
 
 
