@@ -198,3 +198,40 @@ def test_quantized_serving_module_decodes_like_the_float_model(small_trained, sm
         for p, kb in pairs
     )
     assert same >= 38
+
+
+def test_the_length_bonus_adds_its_weight_per_letter_of_the_ctc_target(decoder, small_trained):
+    """Each candidate's fused score rises by the bonus times its collapsed letter count, so a
+    longer word the trace also fits can win the close call a short word used to win."""
+    from dataclasses import replace
+
+    from fl_app.decoder.features import collapse_repeats
+
+    _, _, _, test = small_trained
+    swipe = test[0]
+    logp = decoder.frame_log_probs([(swipe.points, swipe.keyboard)])[0]
+    scores = decoder.candidate_scores(swipe.points, swipe.keyboard, logp)
+    plain = scores.combined(replace(decoder.fusion, length_bonus=0.0))
+    bonus = scores.combined(replace(decoder.fusion, length_bonus=1.5))
+    letters = [len(collapse_repeats(decoder.lexicon.words[i])) for i in scores.lexicon_index]
+    np.testing.assert_allclose(bonus - plain, 1.5 * np.array(letters))
+    assert len(set(letters)) > 1  # the bonus reorders, not only shifts, the candidates
+
+
+def test_tuned_fusion_weights_decode_as_tuning_measured(small_trained, small_lexicon):
+    """tune_fusion replays the cut and the ranking (length bonus included): a decoder given
+    the weights it chose scores the top-1 it reported, and the length bonus it weighed is one
+    of the candidates a decoder can be given."""
+    from dataclasses import replace
+
+    from fl_app.decoder.tuning import LENGTH_BONUS_GRID, tune_fusion
+
+    spec, model, _, test = small_trained
+    start = FusionWeights(shortlist=8, wide=24)  # a model cut to replay as well
+    decoder = LearnedDecoder(model, spec.features, small_lexicon, fusion=start)
+    weights, top1 = tune_fusion(decoder, test[:150])
+    assert weights.length_bonus in LENGTH_BONUS_GRID
+    decoder.fusion = weights
+    assert evaluate_decoder(decoder, test[:150])["top1"] == pytest.approx(top1)
+    decoder.fusion = replace(weights, length_bonus=0.0)
+    assert evaluate_decoder(decoder, test[:150])["top1"] <= top1

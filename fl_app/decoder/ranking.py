@@ -36,6 +36,11 @@ class FusionWeights:
     template, prior and `letters` x the model's positional letter score (`letter_scores`, a
     cheap look at the model's output) are CTC-scored. With `wide` == `shortlist` (and so for
     manifests written before `wide` existed) the second cut keeps everything.
+
+    `length_bonus` is added to a candidate's fused score per letter of its CTC target: each
+    letter costs CTC likelihood, so without it a short word wins the close calls against the
+    longer one the trace also fits (a speech recogniser's word-insertion bonus). 0 (and so for
+    manifests written before it existed) leaves the fused score as it was.
     """
 
     template: float = 0.3
@@ -43,6 +48,7 @@ class FusionWeights:
     shortlist: int = 96
     wide: int = 96
     letters: float = 0.0
+    length_bonus: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -65,9 +71,36 @@ class CandidateScores:
     ctc: np.ndarray
     template: np.ndarray
     prior: np.ndarray
+    target_length: np.ndarray  # letters of each word's CTC target (repeats collapsed)
 
     def combined(self, fusion: FusionWeights) -> np.ndarray:
-        return self.ctc + fusion.template * self.template + fusion.prior * self.prior
+        return fused(fusion, self.ctc, self.template, self.prior, self.target_length)
+
+    def subset(self, keep: np.ndarray) -> CandidateScores:
+        """The evidence of the candidates `keep` selects (a boolean mask or indices)."""
+        return CandidateScores(
+            self.lexicon_index[keep],
+            self.ctc[keep],
+            self.template[keep],
+            self.prior[keep],
+            self.target_length[keep],
+        )
+
+
+def fused(
+    fusion: FusionWeights,
+    ctc: np.ndarray,
+    template: np.ndarray,
+    prior: np.ndarray,
+    target_length: np.ndarray,
+) -> np.ndarray:
+    """The score candidates are ranked by (decoding and weight tuning share it)."""
+    return (
+        ctc
+        + fusion.template * template
+        + fusion.prior * prior
+        + fusion.length_bonus * target_length
+    )
 
 
 def _ctc_nll_eager(
@@ -204,8 +237,13 @@ class LearnedDecoder:
     ) -> CandidateScores:
         s = shortlist if shortlist is not None else self.shortlist(points, keyboard)
         s = self._model_cut(s, logp)
+        idx = s.lexicon_index
         return CandidateScores(
-            s.lexicon_index, self.ctc_scores(logp, s.lexicon_index), s.template, s.prior
+            idx,
+            self.ctc_scores(logp, idx),
+            s.template,
+            s.prior,
+            self.target_lengths(idx),
         )
 
     def _model_cut(self, s: Shortlist, logp: torch.Tensor) -> Shortlist:
@@ -235,6 +273,10 @@ class LearnedDecoder:
         lengths = targets.lengths[idx]
         mask = np.arange(gathered.shape[1])[None, :] < lengths[:, None]
         return np.where(mask, gathered, 0.0).sum(1) / np.maximum(lengths, 1)
+
+    def target_lengths(self, idx: np.ndarray) -> np.ndarray:
+        """Letters in each lexicon word `idx`'s CTC target (0: a word the model cannot spell)."""
+        return self._lexicon_targets().lengths[idx].astype(np.float64)
 
     def ctc_scores(self, logp: torch.Tensor, idx: np.ndarray) -> np.ndarray:
         """CTC log-likelihood of each lexicon word `idx` under one swipe's frames."""

@@ -56,6 +56,7 @@ FLOAT_RANGES: dict[str, tuple[float, float]] = {
     "fusion.template": (0.0, 10.0),
     "fusion.prior": (0.0, 10.0),
     "fusion.letters": (0.0, 100.0),
+    "fusion.length_bonus": (0.0, 10.0),
 }
 
 

@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from fl_app.decoder.ranking import FusionWeights, LearnedDecoder
+from fl_app.decoder.ranking import FusionWeights, LearnedDecoder, fused
 from fl_app.decoder.swipe import Swipe
 from fl_app.decoder.template import TemplateDecoder, TemplateParams
 
@@ -21,6 +21,7 @@ SIGMA_LOCATION_GRID = (0.3, 0.45, 0.6, 0.8, 1.1)
 PRIOR_GRID = (0.0, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
 FUSION_TEMPLATE_GRID = (0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
 LETTERS_GRID = (0.0, 2.0, 4.0, 8.0, 16.0)  # the positional letter score in the model's cut
+LENGTH_BONUS_GRID = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)  # per letter of a candidate's CTC target
 
 
 def _top1(scored: list[tuple[np.ndarray, np.ndarray]], truth: list[int]) -> float:
@@ -55,9 +56,9 @@ def tune_template(
 
 
 def tune_fusion(decoder: LearnedDecoder, swipes: Sequence[Swipe]) -> tuple[FusionWeights, float]:
-    """Best fusion weights by top-1: the template score's and the prior's beside the CTC score,
-    and (when the decoder cuts a `wide` template list down to its `shortlist` with the model's
-    help) the positional letter score's weight in that cut.
+    """Best fusion weights by top-1: the template score's, the prior's and the per-letter
+    length bonus beside the CTC score, and (when the decoder cuts a `wide` template list down
+    to its `shortlist` with the model's help) the positional letter score's weight in that cut.
 
     Every wide candidate is CTC-scored once, so each grid point replays the cut and the
     ranking exactly as decoding would, without running the model again.
@@ -73,18 +74,30 @@ def tune_fusion(decoder: LearnedDecoder, swipes: Sequence[Swipe]) -> tuple[Fusio
             sl = decoder.shortlist(s.points, s.keyboard)
             idx = sl.lexicon_index
             letters = decoder.letter_scores(lp, idx) if cut else np.zeros(len(idx))
-            evidence.append((idx, decoder.ctc_scores(lp, idx), sl.template, sl.prior, letters))
+            evidence.append(
+                (
+                    idx,
+                    decoder.ctc_scores(lp, idx),
+                    sl.template,
+                    sl.prior,
+                    letters,
+                    decoder.target_lengths(idx),
+                )
+            )
     m = decoder.fusion.shortlist
     best = (-1.0, decoder.fusion)
     letters_grid = LETTERS_GRID if cut else (0.0,)
     for tw, pw, lw in itertools.product(FUSION_TEMPLATE_GRID, PRIOR_GRID, letters_grid):
-        scored = []
-        for idx, ctc, tpl, prior, letters in evidence:
+        shortlisted = []  # the cut does not depend on the length bonus: made once per point
+        for idx, ctc, tpl, prior, letters, length in evidence:
             if len(idx) > m:
                 keep = np.argpartition(-(tw * tpl + pw * prior + lw * letters), m - 1)[:m]
-                idx, ctc, tpl, prior = idx[keep], ctc[keep], tpl[keep], prior[keep]
-            scored.append((idx, ctc + tw * tpl + pw * prior))
-        acc = _top1(scored, truth)
-        if acc > best[0]:
-            best = (acc, replace(decoder.fusion, template=tw, prior=pw, letters=lw))
+                idx, ctc, tpl, prior, length = (a[keep] for a in (idx, ctc, tpl, prior, length))
+            shortlisted.append((idx, ctc, tpl, prior, length))
+        for lb in LENGTH_BONUS_GRID:
+            weights = replace(decoder.fusion, template=tw, prior=pw, letters=lw, length_bonus=lb)
+            scored = [(idx, fused(weights, *rest)) for idx, *rest in shortlisted]
+            acc = _top1(scored, truth)
+            if acc > best[0]:
+                best = (acc, weights)
     return best[1], best[0]

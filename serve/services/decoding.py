@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from fl_app.decoder.features import FeatureSpec, swipe_features
-from fl_app.decoder.ranking import CandidateScores, LearnedDecoder, Shortlist
+from fl_app.decoder.ranking import LearnedDecoder, Shortlist
 from fl_app.decoder.swipe import Swipe
 
 from ..errors import ApiError
@@ -201,10 +201,5 @@ class BatchDecoder:
         if not finite.any():
             raise ValueError("no candidate has a finite score")
         if not finite.all():  # rank only what was scored
-            scores = CandidateScores(
-                scores.lexicon_index[finite],
-                scores.ctc[finite],
-                scores.template[finite],
-                scores.prior[finite],
-            )
+            scores = scores.subset(finite)
         return decoder.ranked(scores, job.k)
