@@ -74,7 +74,13 @@ class CandidateScores:
     target_length: np.ndarray  # letters of each word's CTC target (repeats collapsed)
 
     def combined(self, fusion: FusionWeights) -> np.ndarray:
-        return fused(fusion, self.ctc, self.template, self.prior, self.target_length)
+        """The score candidates are ranked by (decoding and weight tuning both call it)."""
+        return (
+            self.ctc
+            + fusion.template * self.template
+            + fusion.prior * self.prior
+            + fusion.length_bonus * self.target_length
+        )
 
     def subset(self, keep: np.ndarray) -> CandidateScores:
         """The evidence of the candidates `keep` selects (a boolean mask or indices)."""
@@ -85,22 +91,6 @@ class CandidateScores:
             self.prior[keep],
             self.target_length[keep],
         )
-
-
-def fused(
-    fusion: FusionWeights,
-    ctc: np.ndarray,
-    template: np.ndarray,
-    prior: np.ndarray,
-    target_length: np.ndarray,
-) -> np.ndarray:
-    """The score candidates are ranked by (decoding and weight tuning share it)."""
-    return (
-        ctc
-        + fusion.template * template
-        + fusion.prior * prior
-        + fusion.length_bonus * target_length
-    )
 
 
 def _ctc_nll_eager(

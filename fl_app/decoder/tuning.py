@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from fl_app.decoder.ranking import FusionWeights, LearnedDecoder, fused
+from fl_app.decoder.ranking import CandidateScores, FusionWeights, LearnedDecoder
 from fl_app.decoder.swipe import Swipe
 from fl_app.decoder.template import TemplateDecoder, TemplateParams
 
@@ -66,7 +66,7 @@ def tune_fusion(decoder: LearnedDecoder, swipes: Sequence[Swipe]) -> tuple[Fusio
     lex = decoder.lexicon
     truth = [lex.index(s.word) if s.word in lex else -1 for s in swipes]
     cut = decoder.fusion.wide > decoder.fusion.shortlist
-    evidence = []
+    evidence: list[tuple[CandidateScores, np.ndarray]] = []  # every wide candidate's
     for start in range(0, len(swipes), 64):
         chunk = list(swipes[start : start + 64])
         logps = decoder.frame_log_probs([(s.points, s.keyboard) for s in chunk])
@@ -74,30 +74,23 @@ def tune_fusion(decoder: LearnedDecoder, swipes: Sequence[Swipe]) -> tuple[Fusio
             sl = decoder.shortlist(s.points, s.keyboard)
             idx = sl.lexicon_index
             letters = decoder.letter_scores(lp, idx) if cut else np.zeros(len(idx))
-            evidence.append(
-                (
-                    idx,
-                    decoder.ctc_scores(lp, idx),
-                    sl.template,
-                    sl.prior,
-                    letters,
-                    decoder.target_lengths(idx),
-                )
+            scores = CandidateScores(
+                idx, decoder.ctc_scores(lp, idx), sl.template, sl.prior, decoder.target_lengths(idx)
             )
+            evidence.append((scores, letters))
     m = decoder.fusion.shortlist
     best = (-1.0, decoder.fusion)
     letters_grid = LETTERS_GRID if cut else (0.0,)
     for tw, pw, lw in itertools.product(FUSION_TEMPLATE_GRID, PRIOR_GRID, letters_grid):
         shortlisted = []  # the cut does not depend on the length bonus: made once per point
-        for idx, ctc, tpl, prior, letters, length in evidence:
-            if len(idx) > m:
-                keep = np.argpartition(-(tw * tpl + pw * prior + lw * letters), m - 1)[:m]
-                idx, ctc, tpl, prior, length = (a[keep] for a in (idx, ctc, tpl, prior, length))
-            shortlisted.append((idx, ctc, tpl, prior, length))
+        for scores, letters in evidence:
+            if len(scores.lexicon_index) > m:
+                pre = tw * scores.template + pw * scores.prior + lw * letters
+                scores = scores.subset(np.argpartition(-pre, m - 1)[:m])
+            shortlisted.append(scores)
         for lb in LENGTH_BONUS_GRID:
             weights = replace(decoder.fusion, template=tw, prior=pw, letters=lw, length_bonus=lb)
-            scored = [(idx, fused(weights, *rest)) for idx, *rest in shortlisted]
-            acc = _top1(scored, truth)
+            acc = _top1([(sc.lexicon_index, sc.combined(weights)) for sc in shortlisted], truth)
             if acc > best[0]:
                 best = (acc, weights)
     return best[1], best[0]
