@@ -9,6 +9,7 @@ from fl_app.decoder.template import (
     TemplateDecoder,
     TemplateParams,
     build_templates,
+    normalise_shape,
     resample_path,
     resample_paths,
 )
@@ -56,3 +57,24 @@ def test_coarse_pass_keeps_the_nearest_words_and_their_full_scores():
     assert [w for w, _ in kept] == ["world", "would", "with"]
     full_scores = dict(full.decode(trace, kb, k=8))
     assert all(score == full_scores[w] for w, score in kept)
+
+
+def test_channel_distances_are_the_mean_point_distances_to_each_template():
+    """The banks' coordinate-major layout must still give SHARK2's channels: the mean distance
+    between the resampled trace and each word's key-centre path, as-is (location) and
+    normalised for position and scale (shape)."""
+    kb = named_keyboard("qwerty-en", 375, 217)
+    words = ["hello", "help", "world", "word", "would", "with", "what", "when", "wheel"]
+    lex = Lexicon(words, np.ones(len(words)))
+    decoder = TemplateDecoder(lex, TemplateParams(start_radius=9.0, end_radius=9.0))
+    rng = np.random.default_rng(3)
+    centres = kb.word_centres("would") + rng.normal(scale=6.0, size=(5, 2))
+    trace = np.concatenate([centres, np.arange(5)[:, None] * 90.0], axis=1)
+    cand, d_shape, d_loc = decoder.channel_distances(trace, kb)
+    assert sorted(cand.tolist()) == list(range(len(words)))  # every word passed the radii
+    path = resample_path(kb.to_key_units(trace[:, :2]))
+    for row, ds, dl in zip(cand, d_shape, d_loc):
+        word = resample_path(kb.to_key_units(kb.word_centres(words[row])))
+        np.testing.assert_allclose(dl, np.linalg.norm(word - path, axis=1).mean(), rtol=1e-5)
+        expected = np.linalg.norm(normalise_shape(word) - normalise_shape(path), axis=1).mean()
+        np.testing.assert_allclose(ds, expected, rtol=1e-5, atol=1e-6)

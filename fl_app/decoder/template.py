@@ -58,10 +58,13 @@ def normalise_shape(paths: np.ndarray) -> np.ndarray:
 class Templates:
     """A lexicon's templates on one keyboard geometry (key units)."""
 
+    # Paths are stored (words, 2, points): x then y, each a contiguous row, so a candidate's
+    # distances are a few flat array operations (`_mean_distance`), not a reduction over a
+    # trailing axis of two.
     word_index: np.ndarray  # lexicon indices the keyboard can type
-    location: np.ndarray  # (words, n, 2)
-    coarse: np.ndarray  # (words, n / COARSE_STRIDE, 2): every few points, for a quick first pass
-    shape: np.ndarray  # (words, n, 2)
+    location: np.ndarray  # (words, 2, n)
+    coarse: np.ndarray  # (words, 2, n / COARSE_STRIDE): every few points, for a quick first pass
+    shape: np.ndarray  # (words, 2, n)
     start_key: np.ndarray  # (words,) index of the first letter's key in `key_centres`
     end_key: np.ndarray  # (words,) index of the last letter's key
     key_centres: np.ndarray  # (letters, 2): a trace's distance to a word's first/last key is
@@ -100,9 +103,9 @@ def build_templates(lexicon: Lexicon, keyboard: Keyboard) -> Templates:
         location[rows] = resample_paths(centres[np.array([letters[r] for r in rows])])
     return Templates(
         word_index=np.array(keep, dtype=np.int64),
-        location=location.astype(np.float32),
-        coarse=np.ascontiguousarray(location[:, ::COARSE_STRIDE], dtype=np.float32),
-        shape=normalise_shape(location).astype(np.float32),
+        location=_by_coordinate(location),
+        coarse=_by_coordinate(location[:, ::COARSE_STRIDE]),
+        shape=_by_coordinate(normalise_shape(location)),
         start_key=np.array([seq[0] for seq in letters], dtype=np.int64),
         end_key=np.array([seq[-1] for seq in letters], dtype=np.int64),
         key_centres=np.asarray(centres, dtype=np.float64),
@@ -146,18 +149,21 @@ class TemplateDecoder:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         trace = resample_path(keyboard.to_key_units(points[:, :2]))
         p = self.params
-        d_start = _row_norm(tpl.key_centres - trace[0])[tpl.start_key]
-        d_end = _row_norm(tpl.key_centres - trace[-1])[tpl.end_key]
-        cand = np.flatnonzero((d_start <= p.start_radius) & (d_end <= p.end_radius))
+        # Per key first (a few dozen), then one boolean gather per word.
+        key_start = _row_norm(tpl.key_centres - trace[0])
+        key_end = _row_norm(tpl.key_centres - trace[-1])
+        fits = (key_start <= p.start_radius)[tpl.start_key] & (key_end <= p.end_radius)[tpl.end_key]
+        cand = np.flatnonzero(fits)
         if len(cand) < MIN_CANDIDATES:  # a wild trace: take the words whose ends fit best
-            m = min(MIN_CANDIDATES, len(d_start))
-            cand = np.argpartition(d_start / p.start_radius + d_end / p.end_radius, m - 1)[:m]
-        trace32 = trace.astype(np.float32)
+            m = min(MIN_CANDIDATES, len(fits))
+            misfit = key_start[tpl.start_key] / p.start_radius + key_end[tpl.end_key] / p.end_radius
+            cand = np.argpartition(misfit, m - 1)[:m]
+        trace32 = trace.astype(np.float32).T  # (2, n), as the banks store paths
         if len(cand) > p.coarse_keep:
-            d_coarse = _row_norm(tpl.coarse[cand] - trace32[::COARSE_STRIDE]).mean(-1)
+            d_coarse = _mean_distance(tpl.coarse, cand, trace32[:, ::COARSE_STRIDE])
             cand = cand[np.argpartition(d_coarse, p.coarse_keep - 1)[: p.coarse_keep]]
-        d_loc = _row_norm(tpl.location[cand] - trace32).mean(-1)
-        d_shape = _row_norm(tpl.shape[cand] - normalise_shape(trace32)).mean(-1)
+        d_loc = _mean_distance(tpl.location, cand, trace32)
+        d_shape = _mean_distance(tpl.shape, cand, normalise_shape(trace32.T).T)
         return cand, d_shape.astype(np.float64), d_loc.astype(np.float64)
 
     def score_candidates(
@@ -173,6 +179,24 @@ class TemplateDecoder:
     def decode(self, points: np.ndarray, keyboard: Keyboard, k: int = 4) -> list[tuple[str, float]]:
         idx, loglik, prior = self.score_candidates(points, keyboard)
         return top_k_words(self._lexicon, idx, loglik + self.params.prior_weight * prior, k)
+
+
+def _by_coordinate(paths: np.ndarray) -> np.ndarray:
+    """(words, n, 2) -> the (words, 2, n) float32 layout `_mean_distance` reads."""
+    return np.ascontiguousarray(paths.transpose(0, 2, 1), dtype=np.float32)
+
+
+def _mean_distance(bank: np.ndarray, rows: np.ndarray, path: np.ndarray) -> np.ndarray:
+    """Mean point-to-point distance between `path` (2, n) and each of `bank`'s paths `rows`
+    ((words, 2, n)): in place on the two gathered coordinate rows, no temporary per step."""
+    dx = bank[rows, 0]
+    dy = bank[rows, 1]
+    dx -= path[0]
+    dy -= path[1]
+    dx *= dx
+    dy *= dy
+    dx += dy
+    return np.sqrt(dx, out=dx).mean(-1)
 
 
 def _row_norm(v: np.ndarray) -> np.ndarray:
