@@ -29,6 +29,7 @@ from fl_app.decoder.template import (
     TemplateDecoder,
     TemplateParams,
     Templates,
+    _row_norm,
     normalise_shape,
     resample_path,
 )
@@ -43,22 +44,19 @@ def point_major_distances(
     """The template pass as it was: (words, n, 2) banks, each distance a norm over the
     trailing pair of coordinates."""
 
-    def norm(v: np.ndarray) -> np.ndarray:
-        return np.sqrt(np.einsum("...i,...i->...", v, v))
-
     trace = resample_path(keyboard.to_key_units(points[:, :2]))
-    d_start = norm(tpl.key_centres - trace[0])[tpl.start_key]
-    d_end = norm(tpl.key_centres - trace[-1])[tpl.end_key]
+    d_start = _row_norm(tpl.key_centres - trace[0])[tpl.start_key]
+    d_end = _row_norm(tpl.key_centres - trace[-1])[tpl.end_key]
     cand = np.flatnonzero((d_start <= p.start_radius) & (d_end <= p.end_radius))
     if len(cand) < MIN_CANDIDATES:
         m = min(MIN_CANDIDATES, len(d_start))
         cand = np.argpartition(d_start / p.start_radius + d_end / p.end_radius, m - 1)[:m]
     trace32 = trace.astype(np.float32)
     if len(cand) > p.coarse_keep:
-        d_coarse = norm(banks["coarse"][cand] - trace32[::COARSE_STRIDE]).mean(-1)
+        d_coarse = _row_norm(banks["coarse"][cand] - trace32[::COARSE_STRIDE]).mean(-1)
         cand = cand[np.argpartition(d_coarse, p.coarse_keep - 1)[: p.coarse_keep]]
-    d_loc = norm(banks["location"][cand] - trace32).mean(-1)
-    d_shape = norm(banks["shape"][cand] - normalise_shape(trace32)).mean(-1)
+    d_loc = _row_norm(banks["location"][cand] - trace32).mean(-1)
+    d_shape = _row_norm(banks["shape"][cand] - normalise_shape(trace32)).mean(-1)
     return cand, d_shape.astype(np.float64), d_loc.astype(np.float64)
 
 
@@ -81,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     banks = {}
     for s in swipes:  # a device's keyboard: templates built once, off the timed path
         tpl = decoder.templates(s.keyboard)
-        banks.setdefault(s.keyboard.layout_key, point_major(tpl))
+        if s.keyboard.layout_key not in banks:
+            banks[s.keyboard.layout_key] = point_major(tpl)
         new = decoder.channel_distances(s.points, s.keyboard)
         old = point_major_distances(s.points, s.keyboard, banks[s.keyboard.layout_key], tpl,
                                     decoder.params)  # fmt: skip

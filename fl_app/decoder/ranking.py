@@ -93,6 +93,15 @@ class CandidateScores:
         )
 
 
+def model_cut(
+    fusion: FusionWeights, template: np.ndarray, prior: np.ndarray, letters: np.ndarray | float
+) -> np.ndarray:
+    """Positions of the `fusion.shortlist` candidates the model's cut keeps (by template, prior
+    and positional letter score): decoding and weight tuning both cut with it."""
+    pre = fusion.template * template + fusion.prior * prior + fusion.letters * letters
+    return np.argpartition(-pre, fusion.shortlist - 1)[: fusion.shortlist]
+
+
 def _ctc_nll_eager(
     logp: torch.Tensor, targets: torch.Tensor, target_lengths: torch.Tensor
 ) -> torch.Tensor:
@@ -239,13 +248,10 @@ class LearnedDecoder:
     def _model_cut(self, s: Shortlist, logp: torch.Tensor) -> Shortlist:
         """The `shortlist` best of the template's `wide` candidates, the model's positional
         letter score joining template and prior (FusionWeights)."""
-        m = self.fusion.shortlist
-        if len(s.lexicon_index) <= m:
+        if len(s.lexicon_index) <= self.fusion.shortlist:
             return s
-        f = self.fusion
-        letters = self.letter_scores(logp, s.lexicon_index) if f.letters else 0.0
-        pre = f.template * s.template + f.prior * s.prior + f.letters * letters
-        keep = np.argpartition(-pre, m - 1)[:m]
+        letters = self.letter_scores(logp, s.lexicon_index) if self.fusion.letters else 0.0
+        keep = model_cut(self.fusion, s.template, s.prior, letters)
         return Shortlist(s.lexicon_index[keep], s.template[keep], s.prior[keep])
 
     def letter_scores(self, logp: torch.Tensor, idx: np.ndarray) -> np.ndarray:

@@ -158,12 +158,12 @@ class TemplateDecoder:
             m = min(MIN_CANDIDATES, len(fits))
             misfit = key_start[tpl.start_key] / p.start_radius + key_end[tpl.end_key] / p.end_radius
             cand = np.argpartition(misfit, m - 1)[:m]
-        trace32 = trace.astype(np.float32).T  # (2, n), as the banks store paths
+        trace32 = trace.astype(np.float32)
         if len(cand) > p.coarse_keep:
-            d_coarse = _mean_distance(tpl.coarse, cand, trace32[:, ::COARSE_STRIDE])
+            d_coarse = _mean_distance(tpl.coarse, cand, trace32[::COARSE_STRIDE])
             cand = cand[np.argpartition(d_coarse, p.coarse_keep - 1)[: p.coarse_keep]]
         d_loc = _mean_distance(tpl.location, cand, trace32)
-        d_shape = _mean_distance(tpl.shape, cand, normalise_shape(trace32.T).T)
+        d_shape = _mean_distance(tpl.shape, cand, normalise_shape(trace32))
         return cand, d_shape.astype(np.float64), d_loc.astype(np.float64)
 
     def score_candidates(
@@ -187,12 +187,12 @@ def _by_coordinate(paths: np.ndarray) -> np.ndarray:
 
 
 def _mean_distance(bank: np.ndarray, rows: np.ndarray, path: np.ndarray) -> np.ndarray:
-    """Mean point-to-point distance between `path` (2, n) and each of `bank`'s paths `rows`
+    """Mean point-to-point distance between `path` (n, 2) and each of `bank`'s paths `rows`
     ((words, 2, n)): in place on the two gathered coordinate rows, no temporary per step."""
     dx = bank[rows, 0]
     dy = bank[rows, 1]
-    dx -= path[0]
-    dy -= path[1]
+    dx -= path[:, 0]
+    dy -= path[:, 1]
     dx *= dx
     dy *= dy
     dx += dy

@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from fl_app.decoder.ranking import CandidateScores, FusionWeights, LearnedDecoder
+from fl_app.decoder.ranking import CandidateScores, FusionWeights, LearnedDecoder, model_cut
 from fl_app.decoder.swipe import Swipe
 from fl_app.decoder.template import TemplateDecoder, TemplateParams
 
@@ -82,14 +82,15 @@ def tune_fusion(decoder: LearnedDecoder, swipes: Sequence[Swipe]) -> tuple[Fusio
     best = (-1.0, decoder.fusion)
     letters_grid = LETTERS_GRID if cut else (0.0,)
     for tw, pw, lw in itertools.product(FUSION_TEMPLATE_GRID, PRIOR_GRID, letters_grid):
+        cut_weights = replace(decoder.fusion, template=tw, prior=pw, letters=lw)
         shortlisted = []  # the cut does not depend on the length bonus: made once per point
         for scores, letters in evidence:
             if len(scores.lexicon_index) > m:
-                pre = tw * scores.template + pw * scores.prior + lw * letters
-                scores = scores.subset(np.argpartition(-pre, m - 1)[:m])
+                keep = model_cut(cut_weights, scores.template, scores.prior, letters)
+                scores = scores.subset(keep)
             shortlisted.append(scores)
         for lb in LENGTH_BONUS_GRID:
-            weights = replace(decoder.fusion, template=tw, prior=pw, letters=lw, length_bonus=lb)
+            weights = replace(cut_weights, length_bonus=lb)
             acc = _top1([(sc.lexicon_index, sc.combined(weights)) for sc in shortlisted], truth)
             if acc > best[0]:
                 best = (acc, weights)
