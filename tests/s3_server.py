@@ -28,10 +28,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from fl_app.checkpoints.s3 import s3_environment
+from fl_app.checkpoints.s3 import S3Backend, s3_environment
 from fl_app.deploy.probes import free_ports, http_answers
 from fl_app.deploy.processes import log_tail, spawn
 from fl_app.deploy.weed import WEED_PORTS, remove_weed_sockets, weed_binary, weed_mini_command
+
+PROBE_BUCKET = "swipefl-test-ready-probe"  # the readiness probe's own bucket, no test's
 
 
 class S3Server:
@@ -101,7 +103,7 @@ class S3Server:
         )
 
     def start(self) -> S3Server:
-        """Start (or restart, same dir and ports) and wait until S3 answers HTTP."""
+        """Start (or restart, same dir and ports) and wait until S3 takes a signed write."""
         if self.running:
             return self
         env = dict(os.environ)
@@ -116,7 +118,7 @@ class S3Server:
                 tail = self.log_tail()
                 self._proc = None
                 raise RuntimeError(f"weed mini exited during start-up; log tail:\n{tail}")
-            if self._answers():
+            if self._answers() and self._takes_writes():
                 return self
             time.sleep(0.1)
         self.stop(kill=True)
@@ -128,6 +130,29 @@ class S3Server:
     def _answers(self) -> bool:
         """Whether the S3 port answers an HTTP request (an unsigned request gets 403)."""
         return http_answers(self.host, self.port)
+
+    def _takes_writes(self) -> bool:
+        """Whether a signed write and delete of a probe object succeed, each within seconds.
+
+        `weed mini` answers HTTP before its filer serves writes; after a restart (an outage) a
+        test's first writes could then outlast its client's read timeout and be retried, which
+        the test sees as extra attempts. Ready means writable.
+        """
+        probe = S3Backend(
+            self.endpoint,
+            self.access_key,
+            self.secret_key,
+            PROBE_BUCKET,
+            connect_timeout=1.0,
+            read_timeout=2.0,
+            max_attempts=1,
+        )
+        try:
+            probe.put_bytes("ready", b"1")
+            probe.delete("ready")
+            return True
+        except Exception:  # any failure means not ready yet: the caller polls again
+            return False
 
     def stop(self, *, kill: bool = False, timeout_s: float = 15.0) -> None:
         """Stop the server: SIGTERM (graceful) then SIGKILL; ``kill=True`` kills at once."""

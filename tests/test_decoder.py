@@ -148,6 +148,27 @@ def test_serving_module_matches_the_model(small_trained):
     assert scripted.head.weight.data_ptr() == model.head.weight.data_ptr()
 
 
+def test_the_training_forward_gives_each_row_its_answer_alone(small_trained):
+    """Batched evaluation (score_many, tune_fusion) and training see what a sidecar computes
+    for a swipe alone: padding past a row's end reaches none of its frames."""
+    import torch
+
+    from fl_app.decoder.features import swipe_features
+
+    spec, model, _, test = small_trained
+    feats = [
+        torch.from_numpy(swipe_features(s.points, s.keyboard, spec.features)) for s in test[:8]
+    ]
+    x = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
+    lengths = torch.tensor([len(f) for f in feats])
+    assert len(set(lengths.tolist())) > 2
+    with torch.inference_mode():
+        batched, out_len = model.eval()(x, lengths)
+        for i, f in enumerate(feats):
+            alone, _ = model(f[None], lengths[i : i + 1])
+            assert torch.allclose(alone[0], batched[i, : int(out_len[i])], atol=1e-5), i
+
+
 @pytest.mark.parametrize("quantize", [False, True])
 def test_served_rows_do_not_depend_on_their_neighbours(small_trained, quantize):
     """A swipe's log-probabilities are the same alone and batched beside a longer, extreme

@@ -63,7 +63,8 @@ class SwipeModel(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x: (batch, frames, features) -> log-probs (batch, frames/2, classes), lengths."""
-        h = self.conv(x.transpose(1, 2)).transpose(1, 2)
+        h = self.conv[1](self.conv[0](x.transpose(1, 2)))
+        h = self.conv[3](self.conv[2](zero_past_end(h, lengths))).transpose(1, 2)
         h = self.norm(h)
         out_len = self.output_lengths(lengths)
         if h.shape[0] == 1:
@@ -77,17 +78,28 @@ class SwipeModel(nn.Module):
         return self.head(self.drop(out)).log_softmax(-1), out_len
 
 
+def zero_past_end(h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """(batch, channels, frames) with each row's frames from its length on set to zero.
+
+    The first convolution's outputs past a row's end are computed from padding and feed the
+    strided convolution's last frames (and, through the backward GRU, every frame); zeroed,
+    they are what the convolution's own padding gives a row alone, so a row's answer does not
+    depend on whether a longer neighbour made it padded: training, batched evaluation and a
+    sidecar's batch-of-one forward all compute the same function.
+    """
+    frames = torch.arange(h.shape[2], device=h.device).unsqueeze(0)
+    inside = (frames < lengths.to(h.device).unsqueeze(1)).unsqueeze(1).to(h.dtype)
+    return h * inside
+
+
 class RowIndependentModel(nn.Module):
     """`SwipeModel.forward` for serving: each row of a batch gets the answer it gets alone.
 
-    Two things couple the rows of the training forward. The first convolution's outputs past a
-    row's end are computed from padding and feed the strided convolution's last frames (and,
-    through the backward GRU, every frame), so a row's answer depends on whether a longer
-    neighbour made it padded; here they are zeroed, as the convolution's own padding is when
-    the row is alone. And int8 dynamic quantization picks one activation scale for the whole
-    batch, so one extreme request moves its neighbours' answers; the GRU and the head here are
-    either float or dynamic float16 (half-precision weights, float activations: nothing is
-    shared across rows).
+    Padding is kept out of each row as in `SwipeModel.forward` (`zero_past_end`). And int8
+    dynamic quantization would pick one activation scale for the whole batch, so one extreme
+    request would move its neighbours' answers; the GRU and the head here are either float or
+    dynamic float16 (half-precision weights, float activations: nothing is shared across
+    rows).
     """
 
     def __init__(self, model: SwipeModel) -> None:
@@ -101,9 +113,7 @@ class RowIndependentModel(nn.Module):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x: (batch, frames, features) -> log-probs (batch, frames/2, classes), lengths."""
         h = self.conv_in(x.transpose(1, 2))
-        frames = torch.arange(h.shape[2], device=h.device).unsqueeze(0)
-        inside = (frames < lengths.to(h.device).unsqueeze(1)).unsqueeze(1).to(h.dtype)
-        h = self.norm(self.conv_out(h * inside).transpose(1, 2))
+        h = self.norm(self.conv_out(zero_past_end(h, lengths)).transpose(1, 2))
         out_len = torch.div(lengths + 1, 2, rounding_mode="floor")
         if h.shape[0] == 1:
             out, _ = self.gru(h)

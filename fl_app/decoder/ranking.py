@@ -75,9 +75,13 @@ class CandidateScores:
 
     def combined(self, fusion: FusionWeights) -> np.ndarray:
         """The score candidates are ranked by (decoding and weight tuning both call it)."""
+        return self.ctc + self.fixed_evidence(fusion)
+
+    def fixed_evidence(self, fusion: FusionWeights) -> np.ndarray:
+        """The part of `combined` the model does not move: template, prior and length bonus
+        (word-level fine-tuning holds it fixed while the CTC scores learn)."""
         return (
-            self.ctc
-            + fusion.template * self.template
+            fusion.template * self.template
             + fusion.prior * self.prior
             + fusion.length_bonus * self.target_length
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fl_app.decoder.augment import AugmentConfig
+from fl_app.decoder.discriminative import DiscriminativeConfig
 
 
 @dataclass
@@ -54,6 +55,8 @@ class PretrainConfig:
     data: DataSettings = field(default_factory=DataSettings)
     train: TrainSettings = field(default_factory=TrainSettings)
     decoding: DecodingSettings = field(default_factory=DecodingSettings)
+    # after CTC training and tuning: the word-level stage (fl_app/decoder/discriminative.py)
+    discriminative: DiscriminativeConfig = field(default_factory=DiscriminativeConfig)
     out: str = "outputs/pretrain"  # the checkpoint folder (model.safetensors + manifest.json)
     evaluate_dev: bool = True  # report the dev users' figures (never used to choose anything)
     eval_swipes: int = 0  # at most this many swipes of public-val and of dev (0: all of them)

@@ -30,7 +30,8 @@ from fl_app.datasets.real_eval import (
     measure_on_real,
     tuned_template,
 )
-from fl_app.decoder.model import count_parameters
+from fl_app.decoder.discriminative import fine_tune, mine_choices
+from fl_app.decoder.model import SwipeModel, count_parameters
 from fl_app.decoder.ranking import LearnedDecoder
 from fl_app.decoder.spec import DecoderSpec, model_arrays
 from fl_app.decoder.training import (
@@ -137,8 +138,12 @@ def run(cfg: PretrainConfig, log: Callable[[str], None] = print) -> dict[str, An
     params = tuned_template(SHIPPED, val, coarse_keep=d.coarse_keep)
     start = replace(spec.fusion, wide=d.wide, shortlist=d.shortlist)
     decoder = LearnedDecoder(model, spec.features, SHIPPED.build([]), params, start)
-    fusion, _ = tune_fusion(decoder, [r.swipe for r in val])
-    spec = replace(spec, template=params, fusion=fusion)
+    decoder.fusion, _ = tune_fusion(decoder, [r.swipe for r in val])
+    word_level = None
+    if cfg.discriminative.steps and (real or cfg.discriminative.synthetic_users):
+        word_level = _word_level_stage(cfg, spec, model, decoder, real, log)
+        decoder.fusion, _ = tune_fusion(decoder, [r.swipe for r in val])  # the model moved
+    spec = replace(spec, template=params, fusion=decoder.fusion)
 
     conditions = CONDITIONS
     figures = {"public_val": _figures(spec, model, val, val, conditions, log)}
@@ -174,11 +179,58 @@ def run(cfg: PretrainConfig, log: Callable[[str], None] = print) -> dict[str, An
             "parameters": count_parameters(model),
             "seconds": {"data": t_data, "train": t_train, "total": wall},
             "threads": torch.get_num_threads(),
+            "word_level": word_level,
         },
         "citation": CITATION,
         "licence_note": LICENCE_NOTE,
     }
     return {"tensors": model_arrays(model), "manifest": manifest, "model": model, "spec": spec}
+
+
+def _word_level_stage(
+    cfg: PretrainConfig,
+    spec: DecoderSpec,
+    model: SwipeModel,
+    decoder: LearnedDecoder,
+    real: list[RealSwipe],
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """Mine each training swipe's close calls with the tuned decoder, then fine-tune the model
+    on them (fl_app/decoder/discriminative.py): the real people the model trained on, and
+    fresh synthetic users of their own seed."""
+    dc = cfg.discriminative
+    t0 = time.perf_counter()
+    real_choices = mine_choices(decoder, [r.swipe for r in real], dc.candidates)
+    users = iter_users(dc.synthetic_users, dc.synthetic_seed, spec.lexicon())
+    per_user = cfg.data.synthetic_swipes_per_user
+    synthetic = [s for u in users for s in u.swipes(per_user)]
+    synthetic_choices = mine_choices(decoder, synthetic, dc.candidates)
+    t_mine = time.perf_counter() - t0
+    log(
+        f"word level: {len(real_choices)}/{len(real)} real and "
+        f"{len(synthetic_choices)}/{len(synthetic)} synthetic swipes mined ({t_mine:.0f} s)"
+    )
+
+    def progress(step: int, ctc: float, word: float) -> None:
+        if step % 500 == 0 or step == dc.steps:
+            log(f"  word-level step {step}/{dc.steps} ctc {ctc:.3f} word {word:.3f}")
+
+    result = fine_tune(
+        model,
+        spec.features,
+        real_choices,
+        synthetic_choices,
+        dc,
+        cfg.data.augment,
+        seed=cfg.seed,
+        progress=progress,
+    )
+    return {
+        **result,
+        "mined": {"real": len(real_choices), "synthetic": len(synthetic_choices)},
+        "offered": {"real": len(real), "synthetic": len(synthetic)},
+        "mining_seconds": t_mine,
+    }
 
 
 def _figures(spec, model, swipes, val, conditions, log) -> dict[str, dict[str, float]]:

@@ -1,0 +1,179 @@
+"""Word-level discriminative fine-tuning: teach the model the choices the decoder gets wrong.
+
+CTC training raises the likelihood of the right letter sequence, but decoding asks something
+else: among the few words the template shortlists, does the right one outscore the others once
+template, prior and length bonus are added (`CandidateScores.combined`)? Most of the base's
+misses on new people are such close calls inside the shortlist. So, after CTC training, the
+decoder mines each training swipe's strongest competitors, and the model is fine-tuned on a
+softmax over the truth and those competitors, each scored as decoding scores it: its CTC
+log-likelihood (which the model moves) plus its fixed template, prior and length evidence (a
+speech recogniser's MMI sequence training, with the decoder's own shortlist as the lattice).
+The CTC loss of the truth stays in the objective, so the letter posteriors keep their meaning.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from fl_app.decoder.augment import AugmentConfig, augment_points
+from fl_app.decoder.features import FeatureSpec, encode_word, swipe_features
+from fl_app.decoder.model import SwipeModel
+from fl_app.decoder.ranking import LearnedDecoder
+from fl_app.decoder.swipe import Swipe
+from fl_app.decoder.training import collate, cosine_factor
+
+INFEASIBLE = -1e4  # score of a candidate longer than the trace's frames (CTC cannot emit it)
+
+
+@dataclass
+class DiscriminativeConfig:
+    steps: int = 2000  # 0: no discriminative stage
+    batch_size: int = 32
+    candidates: int = 16  # the truth and its 15 strongest competitors
+    lr: float = 3e-4
+    warmup_steps: int = 100
+    weight_decay: float = 1e-4
+    grad_clip: float = 1.0
+    word_weight: float = 1.0  # the word-level loss beside the truth's CTC loss
+    real_share: float = 0.5  # of each batch, when there are real swipes
+    synthetic_users: int = 400  # fresh synthetic users mined for the stage
+    synthetic_seed: int = 7
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class WordChoice:
+    """One training swipe as a decision: the truth (first) and its competitors, each with its
+    CTC target and the fixed part of its fused score."""
+
+    swipe: Swipe
+    words: list[str]
+    targets: list[list[int]]
+    offsets: np.ndarray  # template, prior and length bonus, weighted as decoding weighs them
+
+
+def mine_choices(
+    decoder: LearnedDecoder, swipes: Sequence[Swipe], candidates: int
+) -> list[WordChoice]:
+    """Each swipe's truth and its `candidates - 1` best-ranked competitors under `decoder`
+    (its shortlist, cut and weights). Swipes whose word the shortlist misses are left out:
+    no choice among shortlisted words can make them right."""
+    lexicon, alphabet = decoder.lexicon, decoder.spec.alphabet
+    choices = []
+    for swipe, scores in zip(swipes, decoder.score_many(list(swipes))):
+        if swipe.word is None or swipe.word not in lexicon:
+            continue
+        hit = np.nonzero(scores.lexicon_index == lexicon.index(swipe.word))[0]
+        if len(hit) == 0:
+            continue
+        ranked = np.argsort(-scores.combined(decoder.fusion), kind="stable")
+        rivals = [i for i in ranked if i != hit[0] and scores.ctc[i] > INFEASIBLE / 10]
+        rows = np.array([hit[0], *rivals[: candidates - 1]])
+        offsets = scores.subset(rows).fixed_evidence(decoder.fusion)
+        words = [lexicon.words[scores.lexicon_index[i]] for i in rows]
+        targets = [encode_word(w, alphabet) for w in words]
+        choices.append(WordChoice(swipe, words, targets, offsets.astype(np.float32)))
+    return choices
+
+
+def word_level_losses(
+    model: SwipeModel, features: Sequence[np.ndarray], choices: Sequence[WordChoice]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean CTC loss of the truths per letter, mean negative log-probability of the truth
+    among each swipe's candidates)."""
+    counts = [len(c.targets) for c in choices]
+    x, lengths, flat, target_len = collate(features, [t for c in choices for t in c.targets])
+    logp, out_len = model(x, lengths)
+    owner = torch.repeat_interleave(torch.arange(len(choices)), torch.tensor(counts))
+    frames = out_len[owner]
+    nll = F.ctc_loss(
+        logp.transpose(0, 1)[:, owner],
+        flat,
+        frames,
+        target_len,
+        blank=0,
+        reduction="none",
+        zero_infinity=True,
+    )
+    offsets = torch.from_numpy(np.concatenate([c.offsets for c in choices]))
+    scores = torch.where(target_len <= frames, offsets - nll, torch.full_like(nll, INFEASIBLE))
+    # (swipes, candidates) with missing candidates at -inf: one softmax per swipe
+    width = max(counts)
+    slot = torch.cat([torch.arange(k) for k in counts])
+    table = torch.full((len(choices), width), float("-inf"))
+    table = table.index_put((owner, slot), scores)
+    truth = torch.tensor(np.cumsum([0, *counts[:-1]]))
+    ctc = (nll[truth] / target_len[truth]).mean()
+    word = -torch.log_softmax(table, dim=1)[:, 0].mean()
+    return ctc, word
+
+
+def fine_tune(
+    model: SwipeModel,
+    spec: FeatureSpec,
+    real: Sequence[WordChoice],
+    synthetic: Sequence[WordChoice],
+    config: DiscriminativeConfig,
+    augment: AugmentConfig,
+    seed: int = 0,
+    progress: Callable[[int, float, float], None] | None = None,
+) -> dict[str, float]:
+    """Fine-tune `model` in place on the word-level objective; real swipes are augmented
+    afresh each time they are drawn (as in CTC training), synthetic ones are used as made."""
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+    def factor(step: int) -> float:
+        warm = min(1.0, (step + 1) / max(1, config.warmup_steps))
+        return warm * cosine_factor(step / max(1, config.steps))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    share = config.real_share if real and synthetic else float(bool(real))
+    model.train()
+    t0 = time.perf_counter()
+    recent: list[tuple[float, float]] = []
+    for step in range(1, config.steps + 1):
+        n_real = int(rng.binomial(config.batch_size, share))
+        batch = [real[i] for i in rng.integers(len(real), size=n_real)] if n_real else []
+        if config.batch_size > n_real:
+            batch += [
+                synthetic[i] for i in rng.integers(len(synthetic), size=config.batch_size - n_real)
+            ]
+        features = [
+            swipe_features(
+                augment_points(c.swipe.points, c.swipe.keyboard, augment, rng)
+                if k < n_real
+                else c.swipe.points,
+                c.swipe.keyboard,
+                spec,
+            )
+            for k, c in enumerate(batch)
+        ]
+        ctc, word = word_level_losses(model, features, batch)
+        loss = ctc + config.word_weight * word
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        if torch.isfinite(grad_norm):
+            opt.step()
+        sched.step()
+        recent = [*recent[-99:], (float(ctc.detach()), float(word.detach()))]
+        if progress is not None:
+            progress(step, *np.mean(recent, axis=0))
+    model.eval()
+    ctc_mean, word_mean = np.mean(recent, axis=0) if recent else (float("nan"), float("nan"))
+    return {
+        "steps": config.steps,
+        "ctc_loss": float(ctc_mean),
+        "word_loss": float(word_mean),
+        "seconds": time.perf_counter() - t0,
+    }
