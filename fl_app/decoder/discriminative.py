@@ -24,11 +24,9 @@ import torch.nn.functional as F
 from fl_app.decoder.augment import AugmentConfig, augment_points
 from fl_app.decoder.features import FeatureSpec, encode_word, swipe_features
 from fl_app.decoder.model import SwipeModel
-from fl_app.decoder.ranking import LearnedDecoder
+from fl_app.decoder.ranking import IMPOSSIBLE, LearnedDecoder
 from fl_app.decoder.swipe import Swipe
-from fl_app.decoder.training import collate, cosine_factor
-
-INFEASIBLE = -1e4  # score of a candidate longer than the trace's frames (CTC cannot emit it)
+from fl_app.decoder.training import apply_gradients, collate, cosine_factor
 
 
 @dataclass
@@ -75,7 +73,7 @@ def mine_choices(
         if len(hit) == 0:
             continue
         ranked = np.argsort(-scores.combined(decoder.fusion), kind="stable")
-        rivals = [i for i in ranked if i != hit[0] and scores.ctc[i] > INFEASIBLE / 10]
+        rivals = [i for i in ranked if i != hit[0] and scores.ctc[i] > IMPOSSIBLE / 10]
         rows = np.array([hit[0], *rivals[: candidates - 1]])
         offsets = scores.subset(rows).fixed_evidence(decoder.fusion)
         words = [lexicon.words[scores.lexicon_index[i]] for i in rows]
@@ -104,7 +102,7 @@ def word_level_losses(
         zero_infinity=True,
     )
     offsets = torch.from_numpy(np.concatenate([c.offsets for c in choices]))
-    scores = torch.where(target_len <= frames, offsets - nll, torch.full_like(nll, INFEASIBLE))
+    scores = torch.where(target_len <= frames, offsets - nll, torch.full_like(nll, IMPOSSIBLE))
     # (swipes, candidates) with missing candidates at -inf: one softmax per swipe
     width = max(counts)
     slot = torch.cat([torch.arange(k) for k in counts])
@@ -159,12 +157,7 @@ def fine_tune(
             for k, c in enumerate(batch)
         ]
         ctc, word = word_level_losses(model, features, batch)
-        loss = ctc + config.word_weight * word
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        if torch.isfinite(grad_norm):
-            opt.step()
+        apply_gradients(model, opt, ctc + config.word_weight * word, config.grad_clip)
         sched.step()
         recent = [*recent[-99:], (float(ctc.detach()), float(word.detach()))]
         if progress is not None:

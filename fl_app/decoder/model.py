@@ -92,38 +92,6 @@ def zero_past_end(h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return h * inside
 
 
-class RowIndependentModel(nn.Module):
-    """`SwipeModel.forward` for serving: each row of a batch gets the answer it gets alone.
-
-    Padding is kept out of each row as in `SwipeModel.forward` (`zero_past_end`). And int8
-    dynamic quantization would pick one activation scale for the whole batch, so one extreme
-    request would move its neighbours' answers; the GRU and the head here are either float or
-    dynamic float16 (half-precision weights, float activations: nothing is shared across
-    rows).
-    """
-
-    def __init__(self, model: SwipeModel) -> None:
-        super().__init__()
-        self.conv_in = nn.Sequential(model.conv[0], model.conv[1])
-        self.conv_out = nn.Sequential(model.conv[2], model.conv[3])
-        self.norm = model.norm
-        self.gru = model.gru
-        self.head = model.head
-
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x: (batch, frames, features) -> log-probs (batch, frames/2, classes), lengths."""
-        h = self.conv_in(x.transpose(1, 2))
-        h = self.norm(self.conv_out(zero_past_end(h, lengths)).transpose(1, 2))
-        out_len = torch.div(lengths + 1, 2, rounding_mode="floor")
-        if h.shape[0] == 1:
-            out, _ = self.gru(h)
-        else:
-            packed = pack_padded_sequence(h, out_len.cpu(), batch_first=True, enforce_sorted=False)
-            packed_out, _ = self.gru(packed)
-            out, _ = pad_packed_sequence(packed_out, batch_first=True, total_length=h.shape[1])
-        return self.head(out).log_softmax(-1), out_len
-
-
 def serving_module(model: SwipeModel, quantize: bool = False) -> nn.Module:
     """The eval-mode model as TorchScript for serving threads, rows independent of each other.
 
@@ -133,9 +101,9 @@ def serving_module(model: SwipeModel, quantize: bool = False) -> nn.Module:
     is deprecated from torch 2.13, but nothing else runs a whole CPU forward without Python
     between the ops; where scripting fails, the eager module serves (correct, slower under load).
 
-    The forward is `RowIndependentModel`'s: a batched request gets the answer it would get
-    alone. ``quantize``: dynamic float16 weights for the GRU and the head (activations stay
-    float). Not int8: its per-batch activation scale couples requests (issue 16); float16
+    Rows are independent: `SwipeModel.forward` keeps padding out of every row
+    (`zero_past_end`), so a batched request gets the answer it would get alone. ``quantize``:
+    dynamic float16 weights for the GRU and the head (activations stay float). Not int8: its per-batch activation scale couples requests (issue 16); float16
     keeps most of int8's speed (`bench/serve.py` measures). Without it the module shares
     `model`'s weights; with it, the GRU and the head are its own.
     """
@@ -151,7 +119,7 @@ def serving_module(model: SwipeModel, quantize: bool = False) -> nn.Module:
                     served(torch.zeros(1, 4, model.config.n_features), torch.tensor([4]))
         except Exception:  # no quantized engine with float16 kernels here: float weights
             served = model
-    return scripted(RowIndependentModel(served).eval())
+    return scripted(served.eval())
 
 
 def scripted(fn_or_module: Any) -> Any:

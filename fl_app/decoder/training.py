@@ -234,11 +234,7 @@ def train(
         if start_weights is not None:
             prox = sum(((p - w0) ** 2).sum() for p, w0 in zip(model.parameters(), start_weights))
             loss = loss + 0.5 * config.mu * prox
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        if torch.isfinite(grad_norm):  # a non-finite loss or gradient never reaches the weights
-            opt.step()
+        if apply_gradients(model, opt, loss, config.grad_clip):
             sched.step()
             losses.append(float(loss.detach()))
         else:
@@ -260,6 +256,20 @@ def train(
         skipped_examples=skipped_examples,
         skipped_steps=skipped_steps,
     )
+
+
+def apply_gradients(
+    model: torch.nn.Module, opt: torch.optim.Optimizer, loss: torch.Tensor, grad_clip: float
+) -> bool:
+    """Backward, clip and step; whether the step was taken. A non-finite loss or gradient never
+    reaches the weights (one step on a NaN makes every weight NaN)."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    if not torch.isfinite(grad_norm):
+        return False
+    opt.step()
+    return True
 
 
 def _length_bucketed_batches(

@@ -67,10 +67,11 @@ def decoder_spec(cfg: PretrainConfig) -> DecoderSpec:
     )
 
 
-def synthetic_swipes(cfg: PretrainConfig, spec: DecoderSpec) -> list:
-    d = cfg.data
-    users = iter_users(d.synthetic_users, d.synthetic_seed, spec.lexicon())
-    return [s for u in users for s in u.swipes(d.synthetic_swipes_per_user)]
+def synthetic_swipes(cfg: PretrainConfig, spec: DecoderSpec, users: int, seed: int) -> list:
+    """`users` synthetic users of `seed` over the spec's lexicon, each with the recipe's
+    swipes per user (the CTC training's users, and the word-level stage's fresh ones)."""
+    made = iter_users(users, seed, spec.lexicon())
+    return [s for u in made for s in u.swipes(cfg.data.synthetic_swipes_per_user)]
 
 
 def real_digest(rows: list[RealSwipe]) -> str:
@@ -93,7 +94,7 @@ def run(cfg: PretrainConfig, log: Callable[[str], None] = print) -> dict[str, An
     spec = decoder_spec(cfg)
     real = load_real(cfg.data.real_parts) if cfg.data.real_parts else []
     val = _limited(load_real("public-val"), cfg)
-    synthetic = synthetic_swipes(cfg, spec) if cfg.data.synthetic_users else []
+    synthetic = synthetic_swipes(cfg, spec, cfg.data.synthetic_users, cfg.data.synthetic_seed)
     n_synthetic = len(synthetic)
     parts, repeats = [], []
     if synthetic:
@@ -201,9 +202,7 @@ def _word_level_stage(
     dc = cfg.discriminative
     t0 = time.perf_counter()
     real_choices = mine_choices(decoder, [r.swipe for r in real], dc.candidates)
-    users = iter_users(dc.synthetic_users, dc.synthetic_seed, spec.lexicon())
-    per_user = cfg.data.synthetic_swipes_per_user
-    synthetic = [s for u in users for s in u.swipes(per_user)]
+    synthetic = synthetic_swipes(cfg, spec, dc.synthetic_users, dc.synthetic_seed)
     synthetic_choices = mine_choices(decoder, synthetic, dc.candidates)
     t_mine = time.perf_counter() - t0
     log(

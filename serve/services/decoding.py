@@ -4,7 +4,7 @@ A request's failure is its own. Its model input is checked finite before it is q
 (``model_input``, on the event loop); on the decode thread a shortlist or CTC pass that fails
 for one request, or scores that come out non-finite, answer that request ``422 INVALID_SWIPE``
 (reason ``UNDECODABLE``), and its neighbours are decoded as if it were not there. The served
-module's rows are independent of each other (``fl_app.decoder.model.RowIndependentModel``), so
+module's rows are independent of each other (``fl_app.decoder.model.zero_past_end``), so
 the model runs once over the batch whatever one row holds; only a batched model call that
 fails anyway sends the batch one by one.
 
