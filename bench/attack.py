@@ -82,6 +82,7 @@ def rule_overrides(rule: str) -> list[str]:
 def overrides(args: argparse.Namespace, work: Path, rule: str) -> list[str]:
     return [
         "init=random",  # both arms from the same random weights of the `model` group
+        "train.word_weight=0",  # CTC clients, as its committed results were measured
         *rule_overrides(rule),
         f"simulation.num_supernodes={args.users}",
         f"federation.num_rounds={args.rounds}",

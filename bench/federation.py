@@ -108,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="swipefl-bench-"))
     overrides = [
         "init=random",  # both arms from the same random weights (or --init pretrained)
+        "train.word_weight=0",  # CTC clients, as its committed results were measured
         f"strategy={args.strategy}",
         f"simulation.num_supernodes={args.users}",
         f"federation.num_rounds={args.rounds}",

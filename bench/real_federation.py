@@ -62,7 +62,12 @@ HELDOUT = 0.2  # each store's held-out share (federated evaluation; not used for
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    return build_parser(__doc__.split("\n\n")[0], DEFAULT_OUT).parse_args(argv)
+
+
+def build_parser(description: str, out: Path) -> argparse.ArgumentParser:
+    """The federation's settings, shared with bench/word_level_federation.py."""
+    p = argparse.ArgumentParser(description=description)
     p.add_argument(
         "--synthetic-only",
         type=Path,
@@ -81,8 +86,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--stores", type=Path, help="reuse imported device stores (default: temp)")
     p.add_argument("--users", type=int, default=0, help="only the first N device users (a look)")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    return p.parse_args(argv)
+    p.add_argument("--out", type=Path, default=out)
+    return p
 
 
 # -- data ----------------------------------------------------------------------------------
@@ -97,7 +102,7 @@ def device_stores(folder: Path | None, users: int = 0) -> Path:
         return folder
     subset = Path(tempfile.mkdtemp(prefix="swipefl-devices-subset-"))
     for path in sorted(folder.glob("*.sqlite"))[:users]:
-        (subset / path.name).symlink_to(path)
+        (subset / path.name).symlink_to(path.resolve())  # a relative --stores too
     return subset
 
 
@@ -115,8 +120,11 @@ def union_of_training_swipes(stores: Path, min_swipes: int) -> list:
 # -- the three kinds of training -----------------------------------------------------------
 
 
-def federate(args, init_dir: Path, stores: Path, work: Path, label: str) -> dict:
-    """A simulated federation from `init_dir` over every store; its last round's tensors."""
+def federate(
+    args, init_dir: Path, stores: Path, work: Path, label: str, extra: tuple[str, ...] = ()
+) -> dict:
+    """A simulated federation from `init_dir` over every store (`extra`: further overrides);
+    its last round's tensors."""
     n = len(list(stores.glob("*.sqlite")))
     overrides = [
         "init=base",
@@ -137,6 +145,8 @@ def federate(args, init_dir: Path, stores: Path, work: Path, label: str) -> dict
         "evaluation.source=real",
         f"evaluation.real_swipes={args.eval_swipes}",
         "evaluation.report_dev=false",
+        "train.word_weight=0",  # CTC clients, as the centralized arm trains (extra may change it)
+        *extra,
     ]
     cfg = finalize(compose(overrides))
     t0 = time.perf_counter()
@@ -242,16 +252,22 @@ def personalization(args, stores: Path, work: Path) -> list[dict]:
 # -- the report ----------------------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+def start(args, prefix: str) -> tuple[Path, PeakMemory, float, Path, list, list]:
+    """What a real-federation benchmark sets up first: threads, a work folder, the memory
+    probe, the clock, the device stores and the dev and public-val users."""
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     torch.set_num_threads(args.threads)
-    work = Path(tempfile.mkdtemp(prefix="swipefl-realfed-"))
+    work = Path(tempfile.mkdtemp(prefix=prefix))
     memory = PeakMemory()
     memory.start()
     t0 = time.perf_counter()
     stores = device_stores(args.stores, args.users)
-    dev, val = load_real("dev"), load_real("public-val")
+    return work, memory, t0, stores, load_real("dev"), load_real("public-val")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    work, memory, t0, stores, dev, val = start(args, "swipefl-realfed-")
     synth_tensors, synth_manifest = read_checkpoint_dir(args.synthetic_only)
     synth_spec = DecoderSpec.from_manifest(synth_manifest["decoder"])
 
@@ -294,13 +310,6 @@ def main(argv: list[str] | None = None) -> int:
 def render(args, argv, figures, dev, fed_s, fed_b, central, central_runs, passes, n_central,
            personal, memory, total) -> str:  # fmt: skip
     cond_labels = [c.label for c in CONDITIONS]
-    rows = []
-    for label, per in figures.items():
-        cells = " | ".join(
-            f"{per[c].metrics['top1']:.3f} ({per[c].top1_ci[0]:.3f}-{per[c].top1_ci[1]:.3f})"
-            for c in cond_labels
-        )
-        rows.append(f"| {label} | {cells} |")
     diffs = []
     verdicts = []
     for c in cond_labels:
@@ -369,17 +378,11 @@ def render(args, argv, figures, dev, fed_s, fed_b, central, central_runs, passes
             "",
             "## Dev users: top-1 (95% interval over users)",
             "",
-            f"| model | {' | '.join(cond_labels)} |",
-            f"|---|{'---|' * len(cond_labels)}",
-            *rows,
+            *figure_table(figures, with_interval),
             "",
             *verdicts,
             "",
-            "Paired differences (top-1 points, 95% bootstrap interval over dev users):",
-            "",
-            "| lexicon | difference | points |",
-            "|---|---|---|",
-            *diffs,
+            *differences_table(diffs),
             "",
             "## Release from the shipped base",
             "",
@@ -401,6 +404,34 @@ def render(args, argv, figures, dev, fed_s, fed_b, central, central_runs, passes
             "",
         ]
     )
+
+
+def with_interval(fig) -> str:
+    """A dev figure's top-1 with its 95% interval over users."""
+    return f"{fig.metrics['top1']:.3f} ({fig.top1_ci[0]:.3f}-{fig.top1_ci[1]:.3f})"
+
+
+def figure_table(figures: dict, cell) -> list[str]:
+    """Markdown: a row per model, a column per lexicon condition, `cell(figure)` in each."""
+    labels = [c.label for c in CONDITIONS]
+    return [
+        f"| model | {' | '.join(labels)} |",
+        f"|---|{'---|' * len(labels)}",
+        *(
+            f"| {name} | {' | '.join(cell(per[c]) for c in labels)} |"
+            for name, per in figures.items()
+        ),
+    ]
+
+
+def differences_table(rows: list[str]) -> list[str]:
+    return [
+        "Paired differences (top-1 points, 95% bootstrap interval over dev users):",
+        "",
+        "| lexicon | difference | points |",
+        "|---|---|---|",
+        *rows,
+    ]
 
 
 def round_overhead(records: list[dict]) -> list[str]:

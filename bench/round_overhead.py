@@ -92,6 +92,7 @@ def run_schedule(args, schedule: str, work: Path, cache: str) -> dict:
         compose(
             [
                 "init=random",
+                "train.word_weight=0",  # CTC clients, as its committed results were measured
                 f"paths.root={root}",
                 f"data.cache_dir={cache}",
                 f"simulation.num_supernodes={args.users}",

@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 from flwr.app import ConfigRecord, Context, Message, Metadata, RecordDict
 from flwr.app.message.message import make_message
 
@@ -27,6 +28,7 @@ TINY = [
     "data.swipes_per_user=40",
     "train.epochs=1",
     "train.min_swipes=10",
+    "train.word_weight=0",  # CTC; the word-level tests below turn it on
 ]
 
 
@@ -225,3 +227,70 @@ def test_a_node_never_trains_from_or_sends_non_finite_weights(cache_dir):
         client_app(message, _context({"partition-id": 2}))
     with SwipeStore(path) as store:
         assert store.training_marker() == marker  # no finished round
+
+
+# -- word-level local training (train.word_weight > 0) -------------------------------------
+
+
+def _word_level_share(cfg, arrays, swipes) -> tuple[int, float]:
+    """(how many of `swipes` the decoder of `arrays` mines, mean -log share of the truth among
+    the candidates mined by the *sent* model's decoder, scored by `arrays`)."""
+    from fl_app.decoder.discriminative import mine_choices, word_level_losses
+    from fl_app.decoder.features import swipe_features
+    from fl_app.decoder.spec import load_arrays
+    from fl_app.federation.data import spec_lexicon
+
+    spec = cfg.decoder
+    sent = spec.build_model(seed=0)
+    choices = mine_choices(spec.build_decoder(sent, spec_lexicon(spec)), swipes, 8)
+    model = spec.build_model(seed=0)
+    load_arrays(model, arrays)
+    model.eval()
+    feats = [swipe_features(c.swipe.points, c.swipe.keyboard, spec.features) for c in choices]
+    with torch.no_grad():
+        _, word = word_level_losses(model, feats, choices)
+    return len(choices), float(word)
+
+
+def test_word_level_training_learns_the_choices_its_decoder_gets_close(cache_dir):
+    extra = ["train.epochs=8", "train.word_candidates=8"]
+    ctc_cfg = _cfg(cache_dir, *extra)
+    word_cfg = _cfg(cache_dir, *extra, "train.word_weight=1.0")
+    assert P.RoundTask.from_record(P.round_config(word_cfg)).word_weight == 1.0
+    assert P.RoundTask.from_record(P.round_config(ctc_cfg)).word_weight == 0.0
+    ctc = client_app(_message(ctc_cfg, "train"), _context({"partition-id": 5}))
+    word = client_app(_message(word_cfg, "train"), _context({"partition-id": 5}))
+    assert not ctc.has_error() and not word.has_error()
+    assert P.TRAIN_WORD_LOSS not in ctc.content[P.METRICS]
+    metrics = word.content[P.METRICS]
+    assert np.isfinite(metrics[P.TRAIN_WORD_LOSS]) and metrics[P.TRAIN_LOSS] > 0
+
+    with SwipeStore(
+        synthetic_store_path(cache_dir, word_cfg.decoder, 5, 40), heldout_fraction=0.2
+    ) as s:
+        swipes = [r.swipe for r in s.load(split="train")]
+    mined, before = _word_level_share(
+        word_cfg, model_arrays(word_cfg.decoder.build_model(0)), swipes
+    )
+    # It trains on the swipes the round's decoder shortlists correctly, and counts those.
+    assert metrics[P.NUM_EXAMPLES] == mined and 0 < mined <= len(swipes)
+    _, after_ctc = _word_level_share(word_cfg, P.from_record(ctc.content[P.ARRAYS]), swipes)
+    _, after_word = _word_level_share(word_cfg, P.from_record(word.content[P.ARRAYS]), swipes)
+    # The word-level round leaves the truths a larger share of their candidates than CTC does.
+    assert after_word < before and after_word < 0.7 * after_ctc, (before, after_ctc, after_word)
+
+
+def test_word_level_training_keeps_fedprox_proximal_term(cache_dir):
+    """With FedProx's `proximal-mu` the word-level round stays nearer the global model."""
+    cfg = _cfg(cache_dir, "train.epochs=8", "train.word_weight=1.0")
+
+    def drift(mu: float) -> float:
+        message = _message(cfg, "train")
+        message.content[P.CONFIG][P.PROXIMAL_MU] = mu
+        reply = client_app(message, _context({"partition-id": 6}))
+        sent = P.from_record(message.content[P.ARRAYS])
+        got = P.from_record(reply.content[P.ARRAYS])
+        return float(np.sqrt(sum(((got[k] - sent[k]) ** 2).sum() for k in sent)))
+
+    free, held = drift(0.0), drift(50.0)
+    assert held < 0.7 * free, (free, held)

@@ -75,6 +75,27 @@ def test_short_training_beats_untrained_decoding(small_trained, small_lexicon):
     assert trained["top1"] > fresh["top1"] + 0.4, (trained, fresh)
 
 
+def test_a_decoder_over_other_weights_decodes_as_one_built_for_them(small_trained, small_lexicon):
+    """`with_model` (a node's decoder for each round's weights) shares the lexicon's banks and
+    targets, and ranks exactly as a decoder built from scratch over the new weights."""
+    spec, model, untrained, test = small_trained
+    trained_decoder = LearnedDecoder(model, spec.features, small_lexicon)
+    swapped = trained_decoder.with_model(untrained)
+    fresh = LearnedDecoder(untrained, spec.features, small_lexicon)
+    assert swapped.template is trained_decoder.template and swapped.model is untrained
+    for swipe in test[:10]:
+        got = swapped.decode(swipe.points, swipe.keyboard, k=5)
+        want = fresh.decode(swipe.points, swipe.keyboard, k=5)
+        assert [w for w, _ in got] == [w for w, _ in want]
+        assert np.allclose([s for _, s in got], [s for _, s in want])
+    # The trained decoder still decodes with its own weights.
+    top = [trained_decoder.decode(s.points, s.keyboard, k=1)[0][0] for s in test[:10]]
+    top_swapped = [swapped.decode(s.points, s.keyboard, k=1)[0][0] for s in test[:10]]
+    assert sum(t == s.word for t, s in zip(top, test)) > sum(
+        t == s.word for t, s in zip(top_swapped, test)
+    )
+
+
 def test_template_decoder_sorted_and_prefers_clean_word(small_lexicon):
     dec = TemplateDecoder(small_lexicon)
     kb = named_keyboard("qwerty-en", 375, 217)

@@ -111,6 +111,8 @@ def test_the_hydra_command_line_refuses_the_old_store_group():
         ("checkpoints.kind=ftp", "checkpoints.kind"),
         ("train.batch_size=2.5", "train.batch_size: expected an integer"),
         ("train.lr=fast", "train.lr: expected a number"),
+        ("train.word_weight=-1", "train.word_weight: non-negative"),
+        ("train.word_candidates=1", "train.word_candidates: at least 2"),
     ],
 )
 def test_bad_config_is_refused_with_the_key(overrides, message):

@@ -226,20 +226,40 @@ def test_round_where_all_clients_fail_has_no_release(tmp_path, synth_cache):
     assert manifest["sha256"] == store.load_manifest(summary.run_id, 0)["sha256"]
 
 
+def two_node_run(tmp_path, synth_cache, rounds: int, *extra: str):
+    """A smoke federation of 2 simulated nodes, half an epoch a round, no federated
+    evaluation: (its config, its summary)."""
+    cfg = finalize(
+        compose(
+            smoke(tmp_path, synth_cache, "simulation.num_supernodes=2",
+                  f"federation.num_rounds={rounds}", "federation.fraction_evaluate=0",
+                  "train.epochs=0.5", *extra)
+        )
+    )  # fmt: skip
+    return cfg, run_experiment(cfg, echo=lambda line: None)
+
+
 @pytest.mark.slow
 def test_cosine_lr_schedule_decays_over_the_runs_rounds(tmp_path, synth_cache):
     """With train.lr_schedule=cosine the server sends each round a lower learning rate, from
     train.lr to a tenth of it at the last round; the clients train with what they are sent."""
-    cfg = finalize(
-        compose(
-            smoke(tmp_path, synth_cache, "simulation.num_supernodes=2", "federation.num_rounds=3",
-                  "federation.fraction_evaluate=0", "train.epochs=0.5", "train.lr_schedule=cosine")
-        )
-    )  # fmt: skip
-    summary = run_experiment(cfg, echo=lambda line: None)
+    cfg, summary = two_node_run(tmp_path, synth_cache, 3, "train.lr_schedule=cosine")
     lrs = [r["train"]["train-lr"] for r in summary.records if r["round"] > 0]
     lr = cfg.train.lr
     assert lrs == pytest.approx([lr, 0.55 * lr, 0.1 * lr])
+
+
+@pytest.mark.slow
+def test_word_level_clients_train_in_a_simulation(tmp_path, synth_cache):
+    """train.word_weight > 0 travels to every client of a Flower simulation: each mines its
+    close calls with the round's decoder and reports the word-level loss, the round averages
+    it, and the checkpoints' config records the weight."""
+    cfg, summary = two_node_run(tmp_path, synth_cache, 2, "train.word_weight=2.0")
+    trained = [r for r in summary.records if r["round"] > 0]
+    assert [r["round"] for r in trained] == [1, 2]
+    assert all(np.isfinite(r["train"][P.TRAIN_WORD_LOSS]) for r in trained)
+    manifest = make_store(cfg.checkpoints).load(summary.run_id, 2).manifest
+    assert manifest["config"]["train"]["word_weight"] == 2.0
 
 
 def _reply(arrays: dict | None, n: int = 10, error: str | None = None) -> Message:

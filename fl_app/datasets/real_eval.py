@@ -159,11 +159,12 @@ def measure_on_real(
         for label, (spec, model) in models.items():
             own = replace(params, coarse_keep=spec.template.coarse_keep)  # the model's own cut
             decoder = LearnedDecoder(model, spec.features, val_lex, own, spec.fusion)
-            fusion, _ = tune_fusion(decoder, [r.swipe for r in val])
+            fusion, val_top1 = tune_fusion(decoder, [r.swipe for r in val])
             decoder.fusion = fusion
             decoder.lexicon = dev_lex
             rk = ranks(decoder.decode_many, dev)
-            tuned = {"template": own.to_dict(), "fusion": fusion.to_dict()}
+            # val_top1: public-val at the weights tuned on it, the figure choices are made on
+            tuned = {"template": own.to_dict(), "fusion": fusion.to_dict(), "val_top1": val_top1}
             figures.append(figure(label, cond, dev, rk, tuned))
             log(f"{cond.label}: {label} top-1 {figures[-1].metrics['top1']:.3f}")
     return figures

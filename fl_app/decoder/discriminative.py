@@ -13,6 +13,7 @@ The CTC loss of the truth stays in the objective, so the letter posteriors keep 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -26,7 +27,13 @@ from fl_app.decoder.features import FeatureSpec, encode_word, swipe_features
 from fl_app.decoder.model import SwipeModel
 from fl_app.decoder.ranking import IMPOSSIBLE, LearnedDecoder
 from fl_app.decoder.swipe import Swipe
-from fl_app.decoder.training import apply_gradients, collate, cosine_factor
+from fl_app.decoder.training import (
+    ProximalTerm,
+    TrainConfig,
+    apply_gradients,
+    collate,
+    cosine_factor,
+)
 
 
 @dataclass
@@ -42,6 +49,7 @@ class DiscriminativeConfig:
     real_share: float = 0.5  # of each batch, when there are real swipes
     synthetic_users: int = 400  # fresh synthetic users mined for the stage
     synthetic_seed: int = 7
+    mu: float = 0.0  # FedProx proximal weight (a federated round's word-level training)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -120,12 +128,13 @@ def fine_tune(
     real: Sequence[WordChoice],
     synthetic: Sequence[WordChoice],
     config: DiscriminativeConfig,
-    augment: AugmentConfig,
+    augment: AugmentConfig | None,
     seed: int = 0,
     progress: Callable[[int, float, float], None] | None = None,
 ) -> dict[str, float]:
     """Fine-tune `model` in place on the word-level objective; real swipes are augmented
-    afresh each time they are drawn (as in CTC training), synthetic ones are used as made."""
+    afresh each time they are drawn (as in CTC training; `augment=None`: as stored), synthetic
+    ones are used as made."""
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -136,6 +145,7 @@ def fine_tune(
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
     share = config.real_share if real and synthetic else float(bool(real))
+    proximal = ProximalTerm(model, config.mu)
     model.train()
     t0 = time.perf_counter()
     recent: list[tuple[float, float]] = []
@@ -149,7 +159,7 @@ def fine_tune(
         features = [
             swipe_features(
                 augment_points(c.swipe.points, c.swipe.keyboard, augment, rng)
-                if k < n_real
+                if k < n_real and augment is not None
                 else c.swipe.points,
                 c.swipe.keyboard,
                 spec,
@@ -157,7 +167,8 @@ def fine_tune(
             for k, c in enumerate(batch)
         ]
         ctc, word = word_level_losses(model, features, batch)
-        apply_gradients(model, opt, ctc + config.word_weight * word, config.grad_clip)
+        loss = proximal.add_to(ctc + config.word_weight * word, model)
+        apply_gradients(model, opt, loss, config.grad_clip)
         sched.step()
         recent = [*recent[-99:], (float(ctc.detach()), float(word.detach()))]
         if progress is not None:
@@ -170,3 +181,41 @@ def fine_tune(
         "word_loss": float(word_mean),
         "seconds": time.perf_counter() - t0,
     }
+
+
+def local_word_level_round(
+    model: SwipeModel,
+    decoder: LearnedDecoder,
+    swipes: Sequence[Swipe],
+    train: TrainConfig,
+    word_weight: float,
+    candidates: int,
+) -> dict[str, float]:
+    """A device's round of word-level training (`train.word_weight > 0` in a federation): the
+    global model's own decoder mines this user's close calls, then `train`'s epochs, batch size
+    and learning rate run `fine_tune` on them (no warm-up; cosine over the round's steps; FedProx's
+    proximal term when the strategy sends one).
+
+    CTC-only local training knows nothing of the shortlist, so federating from a base that had
+    the recipe's word-level stage would train that stage's gain away; this keeps the objective
+    the base was finished with, and lets the close calls of people the server never sees
+    reach the model."""
+    t0 = time.perf_counter()
+    choices = mine_choices(decoder, swipes, candidates)
+    if not choices:
+        return {"choices": 0, "steps": 0, "ctc_loss": float("nan"), "word_loss": float("nan")}
+    steps = max(1, round(math.ceil(len(choices) / train.batch_size) * train.epochs))
+    config = DiscriminativeConfig(
+        steps=steps,
+        batch_size=train.batch_size,
+        candidates=candidates,
+        lr=train.lr,
+        warmup_steps=0,
+        weight_decay=train.weight_decay,
+        grad_clip=train.grad_clip,
+        word_weight=word_weight,
+        real_share=1.0,
+        mu=train.mu,
+    )
+    stats = fine_tune(model, decoder.spec, choices, [], config, augment=None, seed=train.seed)
+    return {**stats, "choices": len(choices), "seconds": time.perf_counter() - t0}  # mining too

@@ -8,6 +8,7 @@ scored, so words never seen in training and words added to the lexicon later dec
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -186,6 +187,16 @@ class LearnedDecoder:
         self.device = next(model.parameters()).device  # inputs go where the model is
         self.template = TemplateDecoder(lexicon, template_params)
         self._targets: LexiconTargets | None = None
+
+    def with_model(self, model: SwipeModel) -> LearnedDecoder:
+        """This decoder over another model's weights. The lexicon's template banks and CTC
+        targets (seconds to build for 100,000 words) are shared, not rebuilt: a node decodes
+        with each round's new weights. So is the lexicon: words added to one reach both."""
+        other = copy.copy(self)
+        other.model = model.eval()
+        other.device = next(model.parameters()).device
+        other._targets = self._lexicon_targets()
+        return other
 
     @property
     def lexicon(self) -> Lexicon:

@@ -203,7 +203,7 @@ def train(
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     model.to(device).train()
-    start_weights = [p.detach().clone() for p in model.parameters()] if config.mu > 0 else None
+    proximal = ProximalTerm(model, config.mu)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     n = len(data)
     steps_per_epoch = max(1, math.ceil(n / config.batch_size))
@@ -231,9 +231,7 @@ def train(
             step += 1
             continue
         loss = ctc_batch_loss(model, collate(feats, targets), device)
-        if start_weights is not None:
-            prox = sum(((p - w0) ** 2).sum() for p, w0 in zip(model.parameters(), start_weights))
-            loss = loss + 0.5 * config.mu * prox
+        loss = proximal.add_to(loss, model)
         if apply_gradients(model, opt, loss, config.grad_clip):
             sched.step()
             losses.append(float(loss.detach()))
@@ -256,6 +254,21 @@ def train(
         skipped_examples=skipped_examples,
         skipped_steps=skipped_steps,
     )
+
+
+class ProximalTerm:
+    """FedProx's mu/2 * ||w - w_start||^2, from the weights `model` has now (a round's start);
+    with mu = 0 it adds nothing and keeps no copy."""
+
+    def __init__(self, model: torch.nn.Module, mu: float) -> None:
+        self.mu = mu
+        self.start = [p.detach().clone() for p in model.parameters()] if mu > 0 else None
+
+    def add_to(self, loss: torch.Tensor, model: torch.nn.Module) -> torch.Tensor:
+        if self.start is None:
+            return loss
+        drift = sum(((p - w0) ** 2).sum() for p, w0 in zip(model.parameters(), self.start))
+        return loss + 0.5 * self.mu * drift
 
 
 def apply_gradients(

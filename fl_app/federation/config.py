@@ -236,6 +236,8 @@ def validate(cfg: RunConfig) -> None:
     _need(train.lr > 0, "train.lr", "positive")
     _need(train.batch_size >= 1, "train.batch_size", "at least 1")
     _need(train.min_swipes >= 1, "train.min_swipes", "at least 1")
+    _need(train.word_weight >= 0, "train.word_weight", "non-negative")
+    _need(train.word_candidates >= 2, "train.word_candidates", "at least 2 (the truth and a rival)")
     _need(ev.users >= 1 and ev.swipes_per_user >= 1, "evaluation", "users/swipes >= 1")
     if data.kind == "stores":
         _need(

@@ -32,6 +32,9 @@ MAX_EXAMPLES = (
 TRAIN_LOSS = "train-loss"
 TRAIN_SECONDS = "train-seconds"
 TRAIN_LR = "train-lr"  # the learning rate the round's clients trained with
+TRAIN_WORD_LOSS = "train-word-loss"  # word-level local training: the truth's -log share
+WORD_WEIGHT = "word-weight"  # the round config's train.word_weight (absent: 0, CTC only)
+WORD_CANDIDATES = "word-candidates"
 EVAL_LOSS = "eval-loss"
 EVAL_TOP1 = "eval-top1"
 # Node config keys (deployment: `flower-supernode --node-config "swipe-store='/abs/s.sqlite'"`).
@@ -68,6 +71,8 @@ class RoundTask:
     eval_max_swipes: int
     stores_dir: str = ""  # data=stores: partition p trains on the p-th store of this folder
     max_examples: int | None = None  # None: a server that sets no cap (older versions)
+    word_weight: float = 0.0  # > 0: word-level local training (absent from older servers: 0)
+    word_candidates: int = 16
 
     @classmethod
     def from_record(cls, config: ConfigRecord) -> RoundTask:
@@ -95,6 +100,10 @@ class RoundTask:
             eval_max_swipes=fields.integer("eval-max-swipes"),
             stores_dir=fields.text(STORES_DIR) if fields.has(STORES_DIR) else "",
             max_examples=fields.integer(MAX_EXAMPLES) if fields.has(MAX_EXAMPLES) else None,
+            word_weight=fields.number(WORD_WEIGHT) if fields.has(WORD_WEIGHT) else 0.0,
+            word_candidates=(
+                fields.integer(WORD_CANDIDATES) if fields.has(WORD_CANDIDATES) else 16
+            ),
         )
 
 
@@ -119,5 +128,7 @@ def round_config(cfg: RunConfig) -> ConfigRecord:
             "eval-max-swipes": cfg.evaluation.client_max_swipes,
             STORES_DIR: str(data.stores_dir) if data.kind == "stores" else "",
             MAX_EXAMPLES: cfg.reply_checks.max_num_examples,
+            WORD_WEIGHT: train.word_weight,
+            WORD_CANDIDATES: train.word_candidates,
         }
     )

@@ -111,6 +111,8 @@ class ClientTraining:
     grad_clip: float
     min_swipes: int
     seed: int
+    word_weight: float = 0.0  # > 0: the word-level objective on the node's close calls
+    word_candidates: int = 16
 
 
 @dataclass(frozen=True)
@@ -320,6 +322,8 @@ def _train(t: Fields) -> ClientTraining:
         grad_clip=t.number("grad_clip"),
         min_swipes=t.integer("min_swipes"),
         seed=t.integer("seed"),
+        word_weight=t.number("word_weight"),
+        word_candidates=t.integer("word_candidates"),
     )
 
 
