@@ -3,7 +3,8 @@
 Which store: a deployed SuperNode names it in its node config (``swipe-store=/abs/path.sqlite``,
 the file its sidecar writes); a simulated node has a ``partition-id`` and trains on the cached
 store of synthetic user ``data-seed + partition-id`` (generated on first use). Everything else
-(architecture, local epochs, learning rate, batch size, FedProx mu) comes from the server's
+(architecture, local epochs, learning rate, batch size, FedProx mu, and whether to train the
+word-level objective on the node's own close calls beside CTC) comes from the server's
 ConfigRecord each round. Raw swipes never leave the node: replies carry weights and metrics.
 
 A node trains only on rows today's swipe contract accepts (a row an older version stored over a
