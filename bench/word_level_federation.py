@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     tensors, manifest = read_checkpoint_dir(args.base)
     spec = DecoderSpec.from_manifest(manifest["decoder"])
     runs = {
-        "ctc": federate(args, args.base, stores, work, "ctc", ("train.word_weight=0",)),
+        "ctc": federate(args, args.base, stores, work, "ctc"),  # federate pins CTC clients
         "word": federate(
             args, args.base, stores, work, "word", (f"train.word_weight={args.word_weight}",)
         ),
@@ -113,8 +113,8 @@ def render(args, argv, runs, figures, dev, memory, total) -> str:
             "enough training swipes to be sampled).",
             f"- Both runs: from the shipped base, {args.rounds} rounds, {args.clients_per_round} "
             f"clients a round, {args.epochs:g} local epoch(s), batch {args.batch}, lr {args.lr}, "
-            f"FedAvg; the word-level run adds train.word_weight={args.word_weight:g} (16 "
-            "candidates a swipe).",
+            f"FedAvg; the word-level run adds train.word_weight={args.word_weight:g} "
+            f"({runs['word']['cfg'].train.word_candidates} candidates a swipe).",
             "",
             "## Public-val, the last round: top-1 (all its swipes; the choice)",
             "",

@@ -11,11 +11,12 @@ import torch
 from flwr.app import ConfigRecord, Context, Message, Metadata, RecordDict
 from flwr.app.message.message import make_message
 
+from fl_app.decoder.discriminative import mine_choices
 from fl_app.decoder.spec import model_arrays
 from fl_app.federation import protocol as P
 from fl_app.federation.client import NotEnoughSwipes, make_client_app
 from fl_app.federation.config import compose, finalize
-from fl_app.federation.data import ensure_synthetic_store, synthetic_store_path
+from fl_app.federation.data import ensure_synthetic_store, spec_lexicon, synthetic_store_path
 from fl_app.swipes.store import SwipeStore
 
 client_app = make_client_app()  # what client_app.py exposes to Flower
@@ -232,24 +233,19 @@ def test_a_node_never_trains_from_or_sends_non_finite_weights(cache_dir):
 # -- word-level local training (train.word_weight > 0) -------------------------------------
 
 
-def _word_level_share(cfg, arrays, swipes) -> tuple[int, float]:
-    """(how many of `swipes` the decoder of `arrays` mines, mean -log share of the truth among
-    the candidates mined by the *sent* model's decoder, scored by `arrays`)."""
-    from fl_app.decoder.discriminative import mine_choices, word_level_losses
+def _word_level_share(spec, arrays, choices) -> float:
+    """Mean -log share of each truth among its mined candidates, scored by `arrays`."""
+    from fl_app.decoder.discriminative import word_level_losses
     from fl_app.decoder.features import swipe_features
     from fl_app.decoder.spec import load_arrays
-    from fl_app.federation.data import spec_lexicon
 
-    spec = cfg.decoder
-    sent = spec.build_model(seed=0)
-    choices = mine_choices(spec.build_decoder(sent, spec_lexicon(spec)), swipes, 8)
     model = spec.build_model(seed=0)
     load_arrays(model, arrays)
     model.eval()
     feats = [swipe_features(c.swipe.points, c.swipe.keyboard, spec.features) for c in choices]
     with torch.no_grad():
         _, word = word_level_losses(model, feats, choices)
-    return len(choices), float(word)
+    return float(word)
 
 
 def test_word_level_training_learns_the_choices_its_decoder_gets_close(cache_dir):
@@ -269,13 +265,14 @@ def test_word_level_training_learns_the_choices_its_decoder_gets_close(cache_dir
         synthetic_store_path(cache_dir, word_cfg.decoder, 5, 40), heldout_fraction=0.2
     ) as s:
         swipes = [r.swipe for r in s.load(split="train")]
-    mined, before = _word_level_share(
-        word_cfg, model_arrays(word_cfg.decoder.build_model(0)), swipes
-    )
+    spec = word_cfg.decoder
+    sent = spec.build_model(seed=0)  # what _message sends
+    choices = mine_choices(spec.build_decoder(sent, spec_lexicon(spec)), swipes, 8)
+    mined, before = len(choices), _word_level_share(spec, model_arrays(sent), choices)
     # It trains on the swipes the round's decoder shortlists correctly, and counts those.
     assert metrics[P.NUM_EXAMPLES] == mined and 0 < mined <= len(swipes)
-    _, after_ctc = _word_level_share(word_cfg, P.from_record(ctc.content[P.ARRAYS]), swipes)
-    _, after_word = _word_level_share(word_cfg, P.from_record(word.content[P.ARRAYS]), swipes)
+    after_ctc = _word_level_share(spec, P.from_record(ctc.content[P.ARRAYS]), choices)
+    after_word = _word_level_share(spec, P.from_record(word.content[P.ARRAYS]), choices)
     # The word-level round leaves the truths a larger share of their candidates than CTC does.
     assert after_word < before and after_word < 0.7 * after_ctc, (before, after_ctc, after_word)
 

@@ -163,7 +163,7 @@ def measure_on_real(
             decoder.fusion = fusion
             decoder.lexicon = dev_lex
             rk = ranks(decoder.decode_many, dev)
-            # val_top1: public-val at the weights tuned on it, the figure choices are made on
+            # val_top1: top-1 on `val` at the weights tuned there (what choices are made on)
             tuned = {"template": own.to_dict(), "fusion": fusion.to_dict(), "val_top1": val_top1}
             figures.append(figure(label, cond, dev, rk, tuned))
             log(f"{cond.label}: {label} top-1 {figures[-1].metrics['top1']:.3f}")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord
 
+from fl_app.decoder.discriminative import DiscriminativeConfig
 from fl_app.decoder.spec import DecoderSpec
 from fl_app.decoder.training import TrainConfig
 from fl_app.federation.fields import Fields
@@ -72,7 +73,7 @@ class RoundTask:
     stores_dir: str = ""  # data=stores: partition p trains on the p-th store of this folder
     max_examples: int | None = None  # None: a server that sets no cap (older versions)
     word_weight: float = 0.0  # > 0: word-level local training (absent from older servers: 0)
-    word_candidates: int = 16
+    word_candidates: int = DiscriminativeConfig.candidates
 
     @classmethod
     def from_record(cls, config: ConfigRecord) -> RoundTask:
@@ -102,7 +103,9 @@ class RoundTask:
             max_examples=fields.integer(MAX_EXAMPLES) if fields.has(MAX_EXAMPLES) else None,
             word_weight=fields.number(WORD_WEIGHT) if fields.has(WORD_WEIGHT) else 0.0,
             word_candidates=(
-                fields.integer(WORD_CANDIDATES) if fields.has(WORD_CANDIDATES) else 16
+                fields.integer(WORD_CANDIDATES)
+                if fields.has(WORD_CANDIDATES)
+                else DiscriminativeConfig.candidates
             ),
         )
 

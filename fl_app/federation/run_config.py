@@ -111,8 +111,8 @@ class ClientTraining:
     grad_clip: float
     min_swipes: int
     seed: int
-    word_weight: float = 0.0  # > 0: the word-level objective on the node's close calls
-    word_candidates: int = 16
+    word_weight: float  # > 0: the word-level objective on the node's close calls
+    word_candidates: int
 
 
 @dataclass(frozen=True)
