@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -38,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from memory import PeakMemory  # noqa: E402
+from personalization import personalize  # noqa: E402
 from report_header import report_header, write_report
 
 from fl_app.base import base_dir
@@ -210,10 +210,6 @@ def difference(dev, a, b) -> str:
 def personalization(args, stores: Path, work: Path) -> list[dict]:
     """The sidecar's personalization (serve.services, no HTTP) on device users with 60+
     swipes: trained on their earlier 80% from the shipped base, judged on their newest 20%."""
-    from serve.core.config import Settings
-    from serve.services import Services
-    from serve.services.metrics import Metrics
-
     eligible = []
     for path in sorted(stores.glob("*.sqlite")):
         with SwipeStore(path) as store:
@@ -224,27 +220,11 @@ def personalization(args, stores: Path, work: Path) -> list[dict]:
     results = []
     for i in chosen:
         src = eligible[i]
-        device = work / "personal" / src.stem
-        device.mkdir(parents=True, exist_ok=True)
-        shutil.copy(src, device / "swipes.sqlite")
-        settings = Settings(
-            device_dir=device,
-            checkpoint_dir=device / "no-releases",
-            auth="none",
-            heldout_fraction=HELDOUT,
-            heldout_split="newest",
-            train_min_swipes=50,
+        # CTC personalization: the objective this file's committed result measured
+        result = personalize(
+            src, work / "personal" / src.stem, train_min_swipes=50, train_word_weight=0.0
         )
-        services = Services.build(settings, Metrics())
-        try:
-            services.manager.load_cached()  # no release: the shipped base
-            job = services.personalizer.start()
-            while job.state in ("queued", "running"):
-                time.sleep(0.2)
-            result = dict(job.result or {}, state=job.state, user=src.stem)
-        finally:
-            services.close()
-        results.append(result)
+        results.append(dict(result, user=src.stem))
         print(f"[personalize] {src.stem}: {result.get('outcome')}", flush=True)
     return results
 

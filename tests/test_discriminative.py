@@ -13,11 +13,13 @@ from fl_app.decoder.augment import AugmentConfig
 from fl_app.decoder.discriminative import (
     DiscriminativeConfig,
     fine_tune,
+    local_word_level_round,
     mine_choices,
     word_level_losses,
 )
 from fl_app.decoder.features import encode_word, swipe_features
 from fl_app.decoder.ranking import FusionWeights
+from fl_app.decoder.training import Progress, TrainConfig
 from fl_app.synthetic.centralized import user_swipes
 
 FUSION = FusionWeights(template=0.3, prior=0.5, shortlist=24, wide=24, length_bonus=1.0)
@@ -121,3 +123,24 @@ def test_the_recipe_runs_its_word_level_stage_and_records_it(real_swipes_dir):
     assert 0 < record["mined"]["real"] <= 14459 and record["mined"]["synthetic"] <= 30
     assert np.isfinite(record["ctc_loss"]) and np.isfinite(record["word_loss"])
     assert out["manifest"]["recipe"]["config"]["discriminative"]["steps"] == 12
+
+
+def test_a_local_round_reports_progress_and_stops_when_asked(mined):
+    """The sidecar's personalization drives the round like `train()`: Progress with the planned
+    step count, and `should_stop` ends it early with the steps taken reported."""
+    decoder, _, choices = mined
+    swipes = [c.swipe for c in choices[:40]]
+    seen = []
+
+    def progress(p: Progress) -> None:
+        seen.append((p.step, p.total_steps, p.loss))
+
+    model = copy.deepcopy(decoder.model)
+    train = TrainConfig(epochs=2, batch_size=8, lr=1e-3)
+    stats = local_word_level_round(
+        model, decoder, swipes, train, 1.0, 8, progress=progress, should_stop=lambda: len(seen) >= 3
+    )
+    assert stats["steps"] == 3 < stats["planned_steps"] == 2 * -(-stats["choices"] // 8)
+    assert [s for s, _, _ in seen] == [1, 2, 3]
+    assert {t for _, t, _ in seen} == {stats["planned_steps"]}
+    assert all(np.isfinite(loss) for _, _, loss in seen)

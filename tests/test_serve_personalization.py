@@ -24,6 +24,14 @@ def finished(c, job_id):
     return job if job["state"] in ("succeeded", "failed", "cancelled") else None
 
 
+def progressed_and_succeeded(c, job_id):
+    """Wait for a job that must report a step, then succeed; its result and last state."""
+    assert wait_for(lambda: c.get(f"/api/v1/train/{job_id}").json()["step"] > 0, 60, 0.05)
+    done = wait_for(lambda: finished(c, job_id), 120, 0.2)
+    assert done["state"] == "succeeded", done
+    return done["result"], done
+
+
 @pytest.fixture(scope="module")
 def device(tmp_path_factory):
     """A sidecar whose acceptance margin is negative: any fine-tuned model is accepted."""
@@ -62,13 +70,7 @@ def test_train_job_swaps_in_personalized_model(device):
         busy = c.post("/api/v1/train")
         assert busy.status_code == 409 and busy.json()["code"] == "TRAINING_IN_PROGRESS"
         assert busy.json()["job_id"] == job["id"]
-        seen_progress = wait_for(
-            lambda: c.get(f"/api/v1/train/{job['id']}").json()["step"] > 0, 60, 0.05
-        )
-        assert seen_progress
-        done = wait_for(lambda: finished(c, job["id"]), 120, 0.2)
-        assert done["state"] == "succeeded", done
-        result = done["result"]
+        result, done = progressed_and_succeeded(c, job["id"])
         assert result["accepted"] is True and result["outcome"] == "accepted"
         assert result["n_heldout"] >= 2 and result["n_train"] >= 2
         assert done["progress"] == 1.0 and done["total_steps"] > 0
@@ -119,8 +121,29 @@ def test_rejected_when_not_better(device):
         done = wait_for(lambda: finished(c, job["id"]), 120, 0.2)
         assert done["state"] == "succeeded"
         assert done["result"]["accepted"] is False and done["result"]["outcome"] == "rejected"
+        assert done["result"]["objective"] == "ctc"  # the default
         assert c.get("/api/v1/model").json()["version"]["personalized"] is False
     assert not (device.device_dir / "personal").exists()
+
+
+def test_word_level_personalization(device):
+    """With train_word_weight > 0 the job trains on the release decoder's close calls: it
+    reports the swipes it mined (those whose word the shortlist holds) and a word-level loss,
+    and the swapped-in model's manifest records the objective."""
+    device.stop()
+    device.settings.update(train_accept_margin=-10, train_word_weight=1.0)
+    device.start(wait_ready=True)
+    with device.client() as c:
+        job = c.post("/api/v1/train", json={"epochs": 4}).json()
+        result, done = progressed_and_succeeded(c, job["id"])
+        assert result["objective"] == "word-level" and result["accepted"] is True
+        assert 0 < result["mined"] <= result["n_train"]
+        assert result["steps"] == done["total_steps"] > 0 and done["progress"] == 1.0
+        assert result["train_word_loss"] >= 0 and result["train_loss"] >= 0
+        assert c.get("/api/v1/model").json()["version"]["personalized"] is True
+    manifest = json.loads((device.device_dir / "personal" / "manifest.json").read_text())
+    assert manifest["train"]["objective"] == "word-level"
+    assert manifest["train"]["word_weight"] == 1.0
 
 
 @pytest.mark.slow

@@ -28,6 +28,7 @@ from fl_app.decoder.model import SwipeModel
 from fl_app.decoder.ranking import IMPOSSIBLE, LearnedDecoder
 from fl_app.decoder.swipe import Swipe
 from fl_app.decoder.training import (
+    Progress,
     ProximalTerm,
     TrainConfig,
     apply_gradients,
@@ -131,10 +132,12 @@ def fine_tune(
     augment: AugmentConfig | None,
     seed: int = 0,
     progress: Callable[[int, float, float], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> dict[str, float]:
     """Fine-tune `model` in place on the word-level objective; real swipes are augmented
     afresh each time they are drawn (as in CTC training; `augment=None`: as stored), synthetic
-    ones are used as made."""
+    ones are used as made. `should_stop` (checked before each step) ends it early: the
+    returned `steps` counts the steps taken."""
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -149,7 +152,10 @@ def fine_tune(
     model.train()
     t0 = time.perf_counter()
     recent: list[tuple[float, float]] = []
+    done = 0
     for step in range(1, config.steps + 1):
+        if should_stop is not None and should_stop():
+            break
         n_real = int(rng.binomial(config.batch_size, share))
         batch = [real[i] for i in rng.integers(len(real), size=n_real)] if n_real else []
         if config.batch_size > n_real:
@@ -171,12 +177,13 @@ def fine_tune(
         apply_gradients(model, opt, loss, config.grad_clip)
         sched.step()
         recent = [*recent[-99:], (float(ctc.detach()), float(word.detach()))]
+        done = step
         if progress is not None:
             progress(step, *np.mean(recent, axis=0))
     model.eval()
     ctc_mean, word_mean = np.mean(recent, axis=0) if recent else (float("nan"), float("nan"))
     return {
-        "steps": config.steps,
+        "steps": done,
         "ctc_loss": float(ctc_mean),
         "word_loss": float(word_mean),
         "seconds": time.perf_counter() - t0,
@@ -190,8 +197,11 @@ def local_word_level_round(
     train: TrainConfig,
     word_weight: float,
     candidates: int,
+    progress: Callable[[Progress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> dict[str, float]:
-    """A device's round of word-level training (`train.word_weight > 0` in a federation): the
+    """A device's round of word-level training (`train.word_weight > 0` in a federation, and the
+    sidecar's personalization with `SWIPEFL_TRAIN_WORD_WEIGHT` > 0): the
     global model's own decoder mines this user's close calls, then `train`'s epochs, batch size
     and learning rate run `fine_tune` on them (no warm-up; cosine over the round's steps; FedProx's
     proximal term when the strategy sends one).
@@ -199,11 +209,13 @@ def local_word_level_round(
     CTC-only local training knows nothing of the shortlist, so federating from a base that had
     the recipe's word-level stage would train that stage's gain away; this keeps the objective
     the base was finished with, and lets the close calls of people the server never sees
-    reach the model."""
+    reach the model. `progress` and `should_stop` work as `train()`'s (the loss reported is
+    CTC + `word_weight` x the word-level loss)."""
     t0 = time.perf_counter()
     choices = mine_choices(decoder, swipes, candidates)
     if not choices:
-        return {"choices": 0, "steps": 0, "ctc_loss": float("nan"), "word_loss": float("nan")}
+        nan = float("nan")
+        return {"choices": 0, "steps": 0, "planned_steps": 0, "ctc_loss": nan, "word_loss": nan}
     steps = max(1, round(math.ceil(len(choices) / train.batch_size) * train.epochs))
     config = DiscriminativeConfig(
         steps=steps,
@@ -217,5 +229,19 @@ def local_word_level_round(
         real_share=1.0,
         mu=train.mu,
     )
-    stats = fine_tune(model, decoder.spec, choices, [], config, augment=None, seed=train.seed)
-    return {**stats, "choices": len(choices), "seconds": time.perf_counter() - t0}  # mining too
+    report = None
+    if progress is not None:
+
+        def report(step: int, ctc: float, word: float) -> None:
+            progress(Progress(step, steps, ctc + word_weight * word))
+
+    stats = fine_tune(
+        model, decoder.spec, choices, [], config, None, train.seed, report, should_stop
+    )
+    # seconds: mining too; planned_steps: what `steps` is short of when `should_stop` ended it
+    return {
+        **stats,
+        "choices": len(choices),
+        "planned_steps": steps,
+        "seconds": time.perf_counter() - t0,
+    }

@@ -105,6 +105,8 @@ class Services:
                 accept_margin=settings.train_accept_margin,
                 min_swipes=settings.train_min_swipes,
                 max_swipes=settings.train_max_swipes,
+                word_weight=settings.train_word_weight,
+                word_candidates=settings.train_word_candidates,
             ),
         )
         parser = SwipeParser(settings.max_points)

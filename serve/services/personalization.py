@@ -5,8 +5,11 @@ A job (one at a time) runs in its own thread:
 1. reads the device's labelled swipes from the swipe store: the ``train`` split to fine-tune
    on, the ``heldout`` split (the store's fixed per-row split) to judge on;
 2. scores the *release* on the held-out slice (``fl_app.decoder.evaluation.score_model``);
-3. fine-tunes a copy of the release with ``fl_app.decoder.training.train`` (the same loop the
-   ClientApp runs), reporting progress;
+3. fine-tunes a copy of the release, reporting progress: on the word-level objective
+   (``train_word_weight`` > 0: the release's decoder mines the swipes' close
+   calls and the model learns to rank the truth first, beside CTC;
+   ``fl_app.decoder.discriminative.local_word_level_round``, what a federated client runs),
+   or on CTC alone (the default; ``fl_app.decoder.training.train``);
 4. scores the fine-tuned model on the same slice and swaps it in only if its Swipe MRR beats
    the release's by more than ``train_accept_margin`` (ties keep the release);
 5. the accepted model is written to ``<device_dir>/personal`` with a manifest naming its base
@@ -23,13 +26,18 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 
+from fl_app.decoder.discriminative import local_word_level_round
 from fl_app.decoder.evaluation import score_model
-from fl_app.decoder.spec import load_arrays, model_arrays
+from fl_app.decoder.model import SwipeModel
+from fl_app.decoder.ranking import LearnedDecoder
+from fl_app.decoder.spec import DecoderSpec, load_arrays, model_arrays
+from fl_app.decoder.swipe import Swipe
 from fl_app.decoder.training import Progress, SwipeDataset, TrainConfig, train
 from fl_app.swipes.store import SwipeStore
 
@@ -71,6 +79,8 @@ class TrainOptions:
     accept_margin: float
     min_swipes: int
     max_swipes: int
+    word_weight: float  # > 0: the word-level objective beside CTC (module docstring)
+    word_candidates: int
 
 
 class Personalizer:
@@ -190,29 +200,32 @@ class Personalizer:
         lexicon = spec.lexicon().with_words(words) if words else spec.lexicon()
 
         job.phase = "evaluating_release"
-        base_model = spec.build_model(device=torch.device("cpu"))
-        load_arrays(base_model, served.tensors)
+        release = spec.build_model(device=torch.device("cpu"))
+        load_arrays(release, served.tensors)
+        # One decoder: its lexicon's template banks and CTC targets serve the release's
+        # score, the mining and the candidate's score (LearnedDecoder.with_model).
+        decoder = spec.build_decoder(release.eval(), lexicon)
         held_data = SwipeDataset.from_swipes(heldout, spec.features)
-        base_metrics = score_model(
-            spec.build_decoder(base_model.eval(), lexicon), heldout, held_data
-        )
+        base_metrics = score_model(decoder, heldout, held_data)
 
         job.phase = "training"
         model = spec.build_model(device=torch.device("cpu"))
         load_arrays(model, served.tensors)
-        data = SwipeDataset.from_swipes(train_set, spec.features)
 
         def progress(p: Progress) -> None:
             job.step, job.total_steps, job.loss = p.step, p.total_steps, p.loss
 
         config = TrainConfig(epochs=opts.epochs, lr=opts.lr, batch_size=opts.batch_size)
-        outcome = train(model, data, config, progress=progress, should_stop=self._stop.is_set)
-        if outcome.cancelled:
+        if opts.word_weight > 0:
+            fit = _train_word_level(model, decoder, train_set, config, opts, progress, self._stop)
+        else:
+            fit = _train_ctc(model, spec, train_set, config, progress, self._stop)
+        if fit.pop("cancelled"):
             return {"outcome": "cancelled", "cancelled": True, "accepted": False}
 
         job.phase = "evaluating"
         model.eval()
-        cand_metrics = score_model(spec.build_decoder(model, lexicon), heldout, held_data)
+        cand_metrics = score_model(decoder.with_model(model), heldout, held_data)
         gain = cand_metrics["mrr"] - base_metrics["mrr"]
         accepted = gain > opts.accept_margin + 1e-9  # not float noise
         result: dict[str, Any] = {
@@ -224,9 +237,7 @@ class Personalizer:
             "accept_margin": opts.accept_margin,
             "n_train": len(train_set),
             "n_heldout": len(heldout),
-            "steps": outcome.steps,
-            "train_loss": outcome.loss,
-            "train_seconds": outcome.seconds,
+            **fit,
         }
         if not accepted:
             return result
@@ -237,9 +248,11 @@ class Personalizer:
             "metrics": {"heldout": cand_metrics, "release_heldout": base_metrics},
             "train": {
                 **config.to_dict(),
+                "objective": fit["objective"],
+                "word_weight": opts.word_weight,
                 "n_train": len(train_set),
                 "n_heldout": len(heldout),
-                "steps": outcome.steps,
+                "steps": fit["steps"],
             },
         }
         installed = self.manager.install_personal(
@@ -252,3 +265,58 @@ class Personalizer:
                 message="the release changed while training; result discarded",
             )
         return result
+
+
+def _train_ctc(
+    model: SwipeModel,
+    spec: DecoderSpec,
+    swipes: list[Swipe],
+    config: TrainConfig,
+    progress: Callable[[Progress], None],
+    stop: threading.Event,
+) -> dict[str, Any]:
+    """Fine-tune on the CTC loss of this device's training swipes (`train`, the ClientApp's
+    loop)."""
+    data = SwipeDataset.from_swipes(swipes, spec.features)
+    outcome = train(model, data, config, progress=progress, should_stop=stop.is_set)
+    return {
+        "objective": "ctc",
+        "cancelled": outcome.cancelled,
+        "steps": outcome.steps,
+        "train_loss": outcome.loss,
+        "train_seconds": outcome.seconds,
+    }
+
+
+def _train_word_level(
+    model: SwipeModel,
+    decoder: LearnedDecoder,
+    swipes: list[Swipe],
+    config: TrainConfig,
+    opts: TrainOptions,
+    progress: Callable[[Progress], None],
+    stop: threading.Event,
+) -> dict[str, Any]:
+    """Fine-tune on this device's close calls: the release's decoder ranks each training
+    swipe's shortlist and the model learns to put the truth first (the word-level objective
+    the base was finished with, beside CTC). CTC alone raises the right letters' likelihood
+    but knows nothing of the rivals a decoder weighs them against."""
+    stats = local_word_level_round(
+        model,
+        decoder,
+        swipes,
+        config,
+        opts.word_weight,
+        opts.word_candidates,
+        progress=progress,
+        should_stop=stop.is_set,
+    )
+    return {
+        "objective": "word-level",
+        "cancelled": stats["steps"] < stats["planned_steps"],
+        "steps": int(stats["steps"]),
+        "mined": int(stats["choices"]),
+        "train_loss": stats["ctc_loss"],
+        "train_word_loss": stats["word_loss"],
+        "train_seconds": stats["seconds"],
+    }
