@@ -1,8 +1,10 @@
 """Helpers for the swipe store's tests: labelled swipes through key centres, a settable clock,
-and a look at the raw bytes of a store's files (database and WAL)."""
+a look at the raw bytes of a store's files (database and WAL), a row an older version wrote."""
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -60,3 +62,17 @@ def files_holding(db: Path, s: Swipe) -> list[str]:
         for name, data in file_bytes(db).items()
         if any(pattern in data for pattern in traces_of(s))
     ]
+
+
+def store_legacy_keyboard(db: Path, row_id: int) -> None:
+    """Rewrite one stored row as an older version accepted it, bypassing today's checks: its
+    keyboard's keys 1e-300 px wide (today's contract refuses it: KEY_TOO_SMALL), so its
+    features overflow to infinity."""
+    from fl_app.decoder.keyboard import keyboard_from_spec
+
+    with sqlite3.connect(db) as conn:
+        (spec,) = conn.execute("SELECT keyboard FROM swipes WHERE id = ?", (row_id,)).fetchone()
+        kb = keyboard_from_spec(json.loads(spec))
+        keys = [{"label": k.label, "x": k.x, "y": k.y, "w": 1e-300, "h": k.h} for k in kb.keys]
+        legacy = {"width": kb.width, "height": kb.height, "language": "en", "keys": keys}
+        conn.execute("UPDATE swipes SET keyboard = ? WHERE id = ?", (json.dumps(legacy), row_id))

@@ -47,6 +47,42 @@ def test_the_committed_synthetic_only_twin_saw_no_real_trace():
     assert set(tensors) == set(read_base("en")[0])
 
 
+def test_the_committed_recipe_is_the_one_that_made_the_base():
+    """conf/pretrain.yaml, the typed defaults it is merged over and the shipped manifest's
+    recorded recipe agree, so `python -m fl_app.pretrain` with or without the yaml rebuilds the
+    base (a drifted dataclass default once said 16,000 CTC steps where the base took 10,000)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from fl_app.federation.config import conf_dir
+    from fl_app.pretrain.config import PretrainConfig
+
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        committed = hydra_compose(config_name="pretrain")
+    typed = OmegaConf.merge(OmegaConf.structured(PretrainConfig), committed)
+    as_run = OmegaConf.to_container(typed)
+    as_defaults = OmegaConf.to_container(OmegaConf.structured(PretrainConfig))
+    as_shipped = dict(base_manifest("en")["recipe"]["config"])
+    for config in (as_run, as_defaults, as_shipped):
+        config.pop("out")  # where the checkpoint went, not how it was made
+    assert as_defaults == as_run
+    # Settings added since (FedProx's discriminative.mu) are absent from the base's record;
+    # every setting it does record must be the recipe's.
+    shipped, run = _flat(as_shipped), _flat(as_run)
+    assert {key: run.get(key) for key in shipped} == shipped
+
+
+def _flat(config: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
 def test_init_base_takes_the_whole_spec_and_refuses_conflicting_overrides(tmp_path):
     cfg = finalize(compose(["init=base", f"paths.root={tmp_path}"]))
     assert cfg.decoder == base_spec("en")  # architecture, lexicon, template and fusion

@@ -10,6 +10,7 @@ import pytest
 import torch
 from flwr.app import ConfigRecord, Context, Message, Metadata, RecordDict
 from flwr.app.message.message import make_message
+from store_helpers import store_legacy_keyboard
 
 from fl_app.decoder.discriminative import mine_choices
 from fl_app.decoder.spec import model_arrays
@@ -164,21 +165,11 @@ def test_decoder_spec_travels_as_json(cache_dir):
 def _legacy_degenerate_store(cache_dir: str, cfg, path) -> int:
     """A device store holding 40 good rows and one row an older version accepted: its keyboard's
     keys are 1e-300 px wide (today's contract refuses it: KEY_TOO_SMALL). Returns its id."""
-    import sqlite3
-
     source = ensure_synthetic_store(cache_dir, cfg.decoder, seed=4, n=40)
     with SwipeStore(source) as src, SwipeStore(path) as dst:
         dst.append_many([r.swipe for r in src.load()], source="device")
         bad_id = dst.max_id()
-    with sqlite3.connect(path) as db:  # what the older version wrote, bypassing today's checks
-        (spec,) = db.execute("SELECT keyboard FROM swipes WHERE id = ?", (bad_id,)).fetchone()
-        spec = json.loads(spec)
-        from fl_app.decoder.keyboard import keyboard_from_spec
-
-        kb = keyboard_from_spec(spec)
-        keys = [{"label": k.label, "x": k.x, "y": k.y, "w": 1e-300, "h": k.h} for k in kb.keys]
-        legacy = {"width": kb.width, "height": kb.height, "language": "en", "keys": keys}
-        db.execute("UPDATE swipes SET keyboard = ? WHERE id = ?", (json.dumps(legacy), bad_id))
+    store_legacy_keyboard(path, bad_id)
     return bad_id
 
 

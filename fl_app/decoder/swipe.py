@@ -6,6 +6,9 @@ swipe gets the same distinct error everywhere.
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +26,8 @@ from fl_app.decoder.errors import (
     WordOutsideAlphabetError,
 )
 from fl_app.decoder.keyboard import Keyboard, keyboard_from_spec, validate_keyboard
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MAX_POINTS = 2000
 MAX_DURATION_MS = 120_000.0  # the longest of 74,295 real swipes took 42 s; two minutes is no swipe
@@ -94,6 +99,25 @@ def validate_word(word: Any, keyboard: Keyboard) -> str:
     if not keyboard.can_type(word):
         raise WordOutsideAlphabetError("word must be lower-case letters of the keyboard's alphabet")
     return word
+
+
+def contract_swipes(swipes: Iterable[Swipe]) -> list[Swipe]:
+    """The stored swipes that today's contract accepts. Rows written by an older version over
+    keyboards the contract now refuses (keys 1e-300 px wide, say) make non-finite features;
+    they stay in the store but are never trained or evaluated on (the ClientApp's rounds, the
+    sidecar's personalization)."""
+    usable, refused = [], Counter[str]()
+    for swipe in swipes:
+        try:
+            validate_points(swipe.points, swipe.keyboard, max(2, len(swipe.points)))
+            validate_word(swipe.word, swipe.keyboard)
+        except SwipeError as exc:
+            refused[exc.code] += 1
+            continue
+        usable.append(swipe)
+    if refused:
+        log.warning("skipped stored swipes that today's contract refuses: %s", dict(refused))
+    return usable
 
 
 def parse_swipe(

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import Counter
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,15 +25,14 @@ from flwr.app import Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from fl_app.decoder.discriminative import local_word_level_round
-from fl_app.decoder.errors import SwipeError
 from fl_app.decoder.evaluation import score_model
 from fl_app.decoder.ranking import LearnedDecoder
 from fl_app.decoder.spec import DecoderSpec, load_arrays, model_arrays
-from fl_app.decoder.swipe import Swipe, validate_points, validate_word
+from fl_app.decoder.swipe import Swipe, contract_swipes
 from fl_app.decoder.training import SwipeDataset, train
 from fl_app.federation import protocol as P
 from fl_app.federation.data import ensure_synthetic_store, spec_lexicon
-from fl_app.swipes.store import StoredSwipe, SwipeStore
+from fl_app.swipes.store import SwipeStore
 
 log = logging.getLogger(__name__)
 
@@ -46,25 +43,6 @@ class NotEnoughSwipes(RuntimeError):
 
 class NonFiniteWeights(RuntimeError):
     """The model sent, or the one trained from it, holds NaN or infinite values: no update."""
-
-
-def contract_swipes(rows: Sequence[StoredSwipe]) -> list[Swipe]:
-    """The rows' swipes that today's swipe contract accepts. Rows written by an older version
-    over keyboards the contract now refuses (keys 1e-300 px wide, say) would make non-finite
-    features; they stay in the store but are never trained or evaluated on."""
-    usable, refused = [], Counter[str]()
-    for row in rows:
-        swipe = row.swipe
-        try:
-            validate_points(swipe.points, swipe.keyboard, max(2, len(swipe.points)))
-            validate_word(swipe.word, swipe.keyboard)
-        except SwipeError as exc:
-            refused[exc.code] += 1
-            continue
-        usable.append(swipe)
-    if refused:
-        log.warning("skipped stored swipes that today's contract refuses: %s", dict(refused))
-    return usable
 
 
 def require_finite(arrays: dict[str, np.ndarray], what: str) -> None:
@@ -158,7 +136,7 @@ def train_on_store(message: Message, context: Context) -> Message:
     with SwipeStore(path, heldout_fraction=task.heldout_fraction) as store:
         upper = store.max_id()  # the snapshot this round covers; rows appended later stay new
         rows = store.load(split="train", up_to_id=upper)
-        swipes = contract_swipes(rows)
+        swipes = contract_swipes(r.swipe for r in rows)
         if task.max_examples is not None:
             swipes = swipes[-task.max_examples :]  # the newest: the user's current habits
         data = SwipeDataset.from_swipes(swipes, task.decoder.features)
@@ -223,7 +201,7 @@ def evaluate_on_store(message: Message, context: Context) -> Message:
     path = node_store_path(context, task)
     with SwipeStore(path, heldout_fraction=task.heldout_fraction) as store:
         rows = store.load(split="heldout", limit=task.eval_max_swipes)
-    swipes = contract_swipes(rows)
+    swipes = contract_swipes(r.swipe for r in rows)
     data = SwipeDataset.from_swipes(swipes, task.decoder.features)
     if len(data) == 0:
         raise NotEnoughSwipes("this node has no held-out swipes to evaluate on")

@@ -39,7 +39,7 @@ class DecodingSettings:
 
 @dataclass
 class TrainSettings:
-    steps: int = 16_000
+    steps: int = 10_000
     batch_size: int = 64
     lr: float = 2e-3
     warmup_steps: int = 300

@@ -81,8 +81,9 @@ class Settings(BaseSettings):
     train_batch_size: int = Field(32, ge=1)
     train_accept_margin: float = 0.0
     # > 0: personalize on the decoder's own close calls (the word-level objective the base was
-    # finished with, beside CTC; fl_app.decoder.discriminative); 0: CTC only. Stays 0 until
-    # bench/personalization.py has measured the two on real people.
+    # finished with, beside CTC; fl_app.decoder.discriminative); 0: CTC only, the default:
+    # on public-val users it serves 0.4 points more top-1 than word-level (dev: 0.2;
+    # bench/results/personalization.md).
     train_word_weight: float = Field(0.0, ge=0)
     train_word_candidates: int = Field(16, ge=2)  # the truth and its best-ranked rivals
 

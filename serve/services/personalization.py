@@ -37,7 +37,7 @@ from fl_app.decoder.evaluation import score_model
 from fl_app.decoder.model import SwipeModel
 from fl_app.decoder.ranking import LearnedDecoder
 from fl_app.decoder.spec import DecoderSpec, load_arrays, model_arrays
-from fl_app.decoder.swipe import Swipe
+from fl_app.decoder.swipe import Swipe, contract_swipes
 from fl_app.decoder.training import Progress, SwipeDataset, TrainConfig, train
 from fl_app.swipes.store import SwipeStore
 
@@ -180,13 +180,14 @@ class Personalizer:
         spec = served.spec
         job.phase = "loading"
 
-        def usable(rows: list) -> list:
-            out = []
-            for row in rows:
-                s = row.swipe
-                if s.keyboard.language == spec.language and s.keyboard.can_type(s.word or ""):
-                    out.append(s)
-            return out
+        def usable(rows: list) -> list[Swipe]:
+            """The release's language, and today's contract: a row an older version stored
+            over a keyboard now refused would make non-finite features."""
+            return [
+                s
+                for s in contract_swipes(row.swipe for row in rows)
+                if s.keyboard.language == spec.language
+            ]
 
         heldout = usable(self.swipes.load(split="heldout", limit=opts.max_swipes))
         train_set = usable(self.swipes.load(split="train", limit=opts.max_swipes))
