@@ -3,9 +3,9 @@ one-line `curl` of a prediction, in a scratch checkout (the README's scripts, ap
 config and example swipe; the code from this venv's install).
 
 The main job starts from the shipped base decoder (`init=base`), and a release must beat what
-devices serve now on the run's own evaluator: before any release, that base. Whether 3 rounds
-of fine-tuning on 10 simulated users beat it on 100 held-out swipes can go either way, so the
-test follows the job's own verdict: the sidecar serves the released round when there is one,
+devices serve now on the run's own evaluator (2,000 swipes of real public-val users): before
+any release, that base. Whether 3 rounds of fine-tuning on 5 simulated users beat it is the
+job's call, so the test follows the job's own verdict: the sidecar serves the released round when there is one,
 the shipped base (`model_version.base`) when not. A person who wants another round served
 promotes it (`python -m fl_app.checkpoints promote`) and the running sidecar picks it up; with
 that release unpinned, continuing the run measures itself against it and the sidecar serves
@@ -161,6 +161,7 @@ def test_after_the_main_job_the_readme_sidecar_serves_its_outcome(checkout):
     # 1. The main job starts from the shipped base and must beat it to release.
     out, run_id = main_job(checkout)
     assert "from the base" in out and "round 0/3" in out
+    assert "every round is measured on 2000 swipes of real public-val users" in out
     assert "releases must beat the current release (shipped base)" in out
     released = released_rounds(out)
     assert "serve it: scripts/serve" in out

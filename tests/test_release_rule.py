@@ -118,3 +118,22 @@ def test_a_run_measured_on_real_public_val_users_reports_dev(
         and dev[0]["n"] > 5000
         and summary.dev == {k: v for k, v in dev[0].items() if k not in ("run_id", "report")}
     )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "source"),
+    [
+        ([], "real"),  # the main job: the base fine-tuned on synthetic users, judged on real ones
+        (["init=random"], "synthetic"),
+        (["experiment=smoke"], "synthetic"),
+        (["evaluation.source=synthetic"], "synthetic"),  # an explicit choice wins
+        (["init=random", "evaluation.source=real"], "real"),
+    ],
+)
+def test_releases_from_the_base_are_chosen_on_real_people_by_default(tmp_path, overrides, source):
+    """Synthetic held-out users rank the base's fine-tuned rounds unlike real users do
+    (bench/results/main-job.md), so a run from the base measures itself on real public-val
+    users unless told otherwise; the manifests' config says which source ran."""
+    cfg = finalize(compose([f"paths.root={tmp_path}", *overrides]))
+    assert cfg.evaluation.source == source
+    assert cfg.resolved["evaluation"]["source"] == source

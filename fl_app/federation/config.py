@@ -175,9 +175,22 @@ def finalize(cfg: DictConfig, *, run_id: str | None = None) -> RunConfig:
     assert isinstance(plain, dict)
     if plain.get("init") == INIT_BASE:
         _take_base_spec(plain, root)
+    _choose_evaluation_source(plain)
     run = read_run_config(plain)
     validate(run)
     return run
+
+
+def _choose_evaluation_source(plain: dict[str, Any]) -> None:
+    """`evaluation.source: null` resolves by where the run starts. From the base (trained for
+    real people) a release must beat it on real public-val users: synthetic held-out users
+    rank its fine-tuned rounds differently from real ones (bench/results/main-job.md). From
+    random weights (research, small lexicons) the synthetic held-out users are the measure.
+    The resolved value is written into the config, so every manifest says which ran."""
+    evaluation = plain.get("evaluation")
+    if isinstance(evaluation, dict) and evaluation.get("source") is None:
+        from_base = plain.get("init") == INIT_BASE and plain["data"].get("language") == "en"
+        evaluation["source"] = "real" if from_base else "synthetic"
 
 
 def _take_base_spec(plain: dict[str, Any], root: Path) -> None:

@@ -51,6 +51,13 @@ def evaluation_swipes(cfg: RunConfig, spec: DecoderSpec) -> list[Swipe]:
     )
 
 
+def describe_evaluation(cfg: RunConfig, n_swipes: int) -> str:
+    """What the run's log says its rounds (and releases) are judged on."""
+    if cfg.evaluation.source == "real":
+        return f"{n_swipes} swipes of real public-val users"
+    return f"{n_swipes} swipes of {cfg.evaluation.users} held-out synthetic users"
+
+
 def dev_swipes() -> list[Swipe]:
     """Every dev user's swipes: the end-of-run report of a real-evaluated run."""
     from fl_app.datasets.real import load_real

@@ -43,6 +43,7 @@ from fl_app.federation.data import spec_lexicon
 from fl_app.federation.evaluation import (
     Evaluator,
     Incumbent,
+    describe_evaluation,
     dev_swipes,
     evaluation_swipes,
     incumbent_measure,
@@ -348,6 +349,7 @@ def run_federation(
         f"{start}; checkpoints -> {store.describe()}; metrics -> {outputs}"
     )
     swipes = evaluation_swipes(cfg, spec)
+    echo(f"  every round is measured on {describe_evaluation(cfg, len(swipes))}")
     recorder = RoundRecorder(
         cfg, spec, ledger, strategy, writer, Evaluator(spec, swipes), summary, resume, echo,
         incumbent=incumbent_measure(cfg, store, swipes, spec.language),
