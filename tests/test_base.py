@@ -102,6 +102,7 @@ def test_a_run_from_the_base_starts_from_its_tensors(tmp_path, synth_cache):
         "federation.num_rounds=1",
         "data.swipes_per_user=40",
         "train.epochs=1",
+        "evaluation.source=synthetic",  # this test checks tensors; real users cost a minute
         "evaluation.users=2",
         "evaluation.swipes_per_user=10",
     ]
