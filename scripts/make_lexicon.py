@@ -17,10 +17,11 @@ SIZE = {"en": 100_000, "ru": 20_000}  # words per language: enough to type with 
 NORMALISE = {"ru": str.maketrans({"ё": "е", "ъ": "ь"})}
 
 
-def build(language: str) -> list[tuple[str, float]]:
+def build(language: str, size: int | None = None) -> list[tuple[str, float]]:
+    """The `size` (default: the committed file's) most frequent words with their frequency."""
     alphabet = set(LANGUAGE_ALPHABETS[language])
     table = NORMALISE.get(language)
-    size = SIZE[language]
+    size = size or SIZE[language]
     seen: dict[str, float] = {}
     for raw in top_n_list(language, size * 3, wordlist="large"):
         word = raw.lower().translate(table) if table else raw.lower()

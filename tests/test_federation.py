@@ -414,3 +414,29 @@ def test_main_job_exits_nonzero_when_the_run_fails(tmp_path):
     assert "status: finished:failed" in out.stdout
     assert "no-such-strategy" in out.stderr  # the reason, from the run's status details
     assert "stopped SuperLink" in out.stdout
+
+
+@pytest.mark.slow
+def test_a_seeded_run_reproduces_its_models_bit_for_bit(tmp_path, synth_cache):
+    """The main job's setup (from the base, 10 word-level nodes) run twice gives the same
+    tensors every round: replies arrive in whatever order the simulation finishes them, and
+    the average must not depend on it (fl_app/federation/replies.py)."""
+    digests = []
+    for name in ("first", "second"):
+        cfg = finalize(
+            compose(
+                [
+                    f"paths.root={tmp_path / name}",
+                    f"data.cache_dir={synth_cache}",
+                    "evaluation.source=synthetic",  # what is measured does not change training
+                    "federation.num_rounds=2",
+                ]
+            )
+        )
+        summary = run_experiment(cfg)
+        store = make_store(cfg.checkpoints)
+        digests.append(
+            [store.load(summary.run_id, r, extras=False).manifest["sha256"] for r in summary.rounds]
+        )
+    assert len(digests[0]) == 3 and len(set(digests[0])) == 3  # round 0 (the base), 1 and 2
+    assert digests[0] == digests[1]

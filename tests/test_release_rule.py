@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from fl_app.checkpoints import ResilientCheckpointWriter
+from fl_app.datasets.real import REAL_SWIPES_ENV, RealSwipesMissing
 from fl_app.decoder.spec import model_arrays
 from fl_app.federation import protocol as P
 from fl_app.federation.config import compose, finalize
@@ -137,3 +138,18 @@ def test_releases_from_the_base_are_chosen_on_real_people_by_default(tmp_path, o
     cfg = finalize(compose([f"paths.root={tmp_path}", *overrides]))
     assert cfg.evaluation.source == source
     assert cfg.resolved["evaluation"]["source"] == source
+
+
+def test_a_run_from_the_base_without_the_real_swipes_says_how_to_run_without_them(
+    tmp_path, monkeypatch
+):
+    """The default source needs the real swipes; a newcomer without them is told the one
+    override that runs anyway, and that override does run on synthetic users."""
+    monkeypatch.setenv(REAL_SWIPES_ENV, str(tmp_path / "nowhere"))
+    cfg = finalize(compose([f"paths.root={tmp_path}"]))
+    with pytest.raises(RealSwipesMissing, match=r"evaluation\.source=synthetic .*needs no real"):
+        evaluation_swipes(cfg, cfg.decoder)
+    cfg = finalize(compose([f"paths.root={tmp_path}", "evaluation.source=synthetic"]))
+    assert len(evaluation_swipes(cfg, cfg.decoder)) == cfg.evaluation.users * (
+        cfg.evaluation.swipes_per_user
+    )

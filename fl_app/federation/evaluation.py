@@ -38,9 +38,17 @@ def evaluation_swipes(cfg: RunConfig, spec: DecoderSpec) -> list[Swipe]:
     """The swipes every round of this run is measured on (see the module docstring)."""
     ev = cfg.evaluation
     if ev.source == "real":
-        from fl_app.datasets.real import load_real, stratified_sample
+        from fl_app.datasets.real import RealSwipesMissing, load_real, stratified_sample
 
-        rows = stratified_sample(load_real("public-val"), ev.real_swipes, seed=REAL_SAMPLE_SEED)
+        try:
+            val = load_real("public-val")
+        except RealSwipesMissing as exc:  # say how to run without them
+            raise RealSwipesMissing(
+                f"{exc}. evaluation.source=real (the default from the shipped base) measures "
+                "every round on real public-val users; evaluation.source=synthetic measures "
+                "them on held-out synthetic users and needs no real swipes"
+            ) from exc
+        rows = stratified_sample(val, ev.real_swipes, seed=REAL_SAMPLE_SEED)
         return [r.swipe for r in rows]
     return heldout_swipes(
         spec,

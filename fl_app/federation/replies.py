@@ -12,10 +12,16 @@ records or metric keys (``InconsistentMessageReplies`` stops the run): each acce
 just ``arrays`` and ``metrics``, and ``metrics`` just the finite scalar keys every accepted
 reply of the round has. So a node of a newer version that reports an extra metric is heard, and
 its extra key is left out of the round's averages.
+
+Accepted replies come out in an order fixed by their content, not by when they arrived: a sum
+of floats depends on its order, so a round averaged in arrival order gives different bits
+from run to run, and a seeded simulation would not reproduce its models.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 from collections.abc import Iterable
@@ -149,21 +155,24 @@ def screen_replies(
     """Check replies without an error (`reference`: the global model sent this round, for a
     training round; None for evaluate replies, which carry no arrays)."""
     out = ScreenedReplies()
-    kept: list[tuple[Message, ArrayRecord | None, dict[str, float]]] = []
+    kept: list[tuple[Message, ArrayRecord | None, dict[str, float], float]] = []
     for message in replies:
         try:
             arrays, metrics = _records(message, want_arrays=reference is not None)
             check_num_examples(metrics, limits)
+            norm = math.nan
             if arrays is not None and reference is not None:
                 norm = check_update(check_arrays(arrays, reference), reference, limits)
-                out.update_norms.append(norm)
         except ReplyRejected as exc:
             out.rejected.append(f"{_who(message)}: reply rejected: {exc}")
             log.warning("%s: reply rejected: %s", _who(message), exc)
             continue
-        kept.append((message, arrays, _scalar_metrics(metrics)))
-    shared = set.intersection(*(set(m) for _, _, m in kept)) if kept else set()
-    for message, arrays, metrics in kept:
+        kept.append((message, arrays, _scalar_metrics(metrics), norm))
+    kept.sort(key=lambda entry: content_key(entry[1], entry[2]))
+    shared = set.intersection(*(set(m) for _, _, m, _ in kept)) if kept else set()
+    for message, arrays, metrics, norm in kept:
+        if arrays is not None and reference is not None:
+            out.update_norms.append(norm)
         extra = sorted(set(metrics) - shared)
         if extra:
             log.info("%s: metrics %s left out of the round's averages", _who(message), extra)
@@ -173,3 +182,15 @@ def screen_replies(
         message.content = content
         out.accepted.append(message)
     return out
+
+
+def content_key(arrays: ArrayRecord | None, metrics: dict[str, float]) -> str:
+    """A reply's place in the round's order: a digest of its tensors and metrics (less the
+    training's wall time, which no seed fixes), so the same replies are averaged in the same
+    order however they arrived."""
+    keyed = sorted((k, v) for k, v in metrics.items() if k != P.TRAIN_SECONDS)
+    digest = hashlib.sha256(json.dumps(keyed).encode())
+    for name in sorted(arrays.keys()) if arrays is not None else ():
+        digest.update(name.encode())
+        digest.update(arrays[name].data)
+    return digest.hexdigest()
