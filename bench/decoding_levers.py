@@ -131,34 +131,43 @@ def _pad(rows: list[np.ndarray], width: int, fill: float) -> np.ndarray:
     return out
 
 
+Frames = Callable[[list[tuple[np.ndarray, Keyboard]]], list[torch.Tensor]]
+BATCH = 64
+
+
+def shortlist_ctc(
+    index: np.ndarray, swipes: list[RealSwipe], frames: Frames, decoder: LearnedDecoder
+) -> np.ndarray:
+    """CTC scores of the fixed shortlists `index` under the frame log-probabilities `frames`
+    gives for each batch of traces."""
+    rows = []
+    for start in range(0, len(swipes), BATCH):
+        chunk = [(r.swipe.points, r.swipe.keyboard) for r in swipes[start : start + BATCH]]
+        for row, lp in zip(index[start : start + len(chunk)], frames(chunk)):
+            rows.append(decoder.ctc_scores(lp, row[row >= 0]))
+    return _pad(rows, index.shape[1], -1e9)
+
+
 def gather(decoder: LearnedDecoder, swipes: list[RealSwipe]) -> Evidence:
     """The base's cut shortlist of every swipe, with the base's CTC scores under the trace
     and each variant of it."""
-    lex = decoder.lexicon
-    scores, by_variant = [], {name: [] for name in VARIANTS}
-    for start in range(0, len(swipes), 64):
-        chunk = [r.swipe for r in swipes[start : start + 64]]
-        logps = decoder.frame_log_probs([(s.points, s.keyboard) for s in chunk])
-        got = [decoder.candidate_scores(s.points, s.keyboard, lp) for s, lp in zip(chunk, logps)]
-        scores.extend(got)
-        for name, variant in VARIANTS.items():
-            logps = decoder.frame_log_probs(
-                [(variant(s.points, s.keyboard), s.keyboard) for s in chunk]
-            )
-            by_variant[name].extend(
-                decoder.ctc_scores(lp, sc.lexicon_index) for lp, sc in zip(logps, got)
-            )
+    scores = decoder.score_many([r.swipe for r in swipes], batch_size=BATCH)
     width = max(len(s.lexicon_index) for s in scores)
     index = _pad([s.lexicon_index for s in scores], width, -1).astype(np.int64)
     ctc = {"base": _pad([s.ctc for s in scores], width, -1e9)}
-    ctc.update({name: _pad(rows, width, -1e9) for name, rows in by_variant.items()})
+    for name, variant in VARIANTS.items():
+
+        def frames(chunk, v=variant):
+            return decoder.frame_log_probs([(v(p, kb), kb) for p, kb in chunk])
+
+        ctc[name] = shortlist_ctc(index, swipes, frames, decoder)
     return Evidence(
         swipes,
         index,
         _pad([s.template for s in scores], width, 0.0),
         _pad([s.prior for s in scores], width, 0.0),
         _pad([s.target_length for s in scores], width, 0.0),
-        np.array([lex.index(r.swipe.word) for r in swipes]),
+        np.array([decoder.lexicon.index(r.swipe.word) for r in swipes]),
         ctc,
     )
 
@@ -169,22 +178,17 @@ def score_members(
     """Each member's CTC scores of the base's shortlists (`member<i>`), and the scores under
     the base's and the first k members' frame probabilities averaged (`frames<k>`: one CTC
     pass, as a single model of the mixture would cost)."""
-    rows: dict[str, list[np.ndarray]] = {}
-    for start in range(0, len(ev.swipes), 64):
-        chunk = [(r.swipe.points, r.swipe.keyboard) for r in ev.swipes[start : start + 64]]
-        base_logps = base.frame_log_probs(chunk)
-        member_logps = [m.frame_log_probs(chunk) for m in members]
-        for j, lp in enumerate(base_logps):
-            idx = ev.index[start + j]
-            idx = idx[idx >= 0]
-            mix = lp
-            for i, (member, logps) in enumerate(zip(members, member_logps), start=1):
-                rows.setdefault(f"member{i}", []).append(member.ctc_scores(logps[j], idx))
-                mix = torch.logaddexp(mix, logps[j])
-                rows.setdefault(f"frames{i}", []).append(
-                    base.ctc_scores(mix - float(np.log(i + 1)), idx)
-                )
-    return {name: _pad(r, ev.index.shape[1], -1e9) for name, r in rows.items()}
+    out = {}
+    for k, member in enumerate(members, start=1):
+        out[f"member{k}"] = shortlist_ctc(ev.index, ev.swipes, member.frame_log_probs, member)
+
+        def mixture(chunk, models=(base, *members[:k])):
+            per_model = [m.frame_log_probs(chunk) for m in models]
+            n = float(np.log(len(models)))
+            return [torch.logsumexp(torch.stack(lps), 0) - n for lps in zip(*per_model)]
+
+        out[f"frames{k}"] = shortlist_ctc(ev.index, ev.swipes, mixture, base)
+    return out
 
 
 @dataclass

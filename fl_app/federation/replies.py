@@ -171,7 +171,7 @@ def screen_replies(
     kept.sort(key=lambda entry: content_key(entry[1], entry[2]))
     shared = set.intersection(*(set(m) for _, _, m, _ in kept)) if kept else set()
     for message, arrays, metrics, norm in kept:
-        if arrays is not None and reference is not None:
+        if arrays is not None:  # a training reply (arrays are read only with a reference)
             out.update_norms.append(norm)
         extra = sorted(set(metrics) - shared)
         if extra:
