@@ -35,6 +35,7 @@ from fl_app.datasets.real_eval import LexiconCondition, ranks
 from fl_app.decoder.features import collapse_repeats
 from fl_app.decoder.lexicon import load_lexicon
 from fl_app.decoder.swipe import Swipe
+from fl_app.pretrain.config import DataSettings
 from fl_app.synthetic.stats import swipe_quantities
 from fl_app.synthetic.users import iter_users
 
@@ -42,7 +43,7 @@ ROOT = Path(__file__).resolve().parent
 DEFAULT_OUT = ROOT / "results" / "sim-to-real-gap.md"
 TWIN = ROOT / "models" / "synthetic-only"
 CONDITION = LexiconCondition(10_000, True)
-GENERATOR_SEED = 1  # conf/pretrain.yaml's data.synthetic_seed
+RECIPE_DATA = DataSettings()  # the recipe's synthetic users: its seed and vocabulary
 SWIPES_PER_USER = 20
 QUANTITIES = (
     "ms_per_letter",
@@ -115,8 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
 
-    lexicon = load_lexicon("en", 100_000)
-    made = iter_users(args.users, GENERATOR_SEED, lexicon)
+    lexicon = load_lexicon("en", RECIPE_DATA.lexicon_size)
+    made = iter_users(args.users, RECIPE_DATA.synthetic_seed, lexicon)
     synthetic = [s for user in made for s in user.swipes(SWIPES_PER_USER)]
     train = [r.swipe for r in load_real("public-train")]
     val = load_real("public-val")[: args.limit or None]
