@@ -1,17 +1,18 @@
 """Where the synthetic-only twin loses to the shipped base on real people: a guide for the
 generator, measured on the public-val users (where choices are made).
 
-    python bench/sim_to_real_gap.py [--users 150] [--limit N]
+    python bench/sim_to_real_gap.py [--users 150] [--limit N] [--twin DIR]
 
 Two tables:
 
 - *marginals*: each per-swipe quantity of `fl_app/synthetic/stats.py` (plus how far a trace
   strays from the polyline through its word's key centres) at the 1st to 99th percentile, for
-  the recipe's generator (its training seed, `--users` users x 20 swipes) and for the real
-  public-train people the generator was calibrated on. Where they agree, matching that
-  quantity's spread is done;
+  the recipe's generator (its training seed, `--users` users x 20 swipes), the same users
+  replaying public-train people's habits (`fl_app/synthetic/habits.py`, in the recipe's
+  `data.habit_share` of their swipes), and the real public-train people the generator was
+  calibrated on. Where they agree, matching that quantity's spread is done;
 - *the gap by quintile*: top-1 of the shipped base and of the synthetic-only twin
-  (`bench/models/synthetic-only`) on public-val under "10k + evaluated words", each decoded
+  (`bench/models/synthetic-only`, or `--twin`) on public-val under "10k + evaluated words", each decoded
   with its own manifest's weights, in five equal bins of each quantity. The twin never saw a
   real trace, so the bins where it falls furthest behind are the real swiping the generator
   does not yet produce.
@@ -36,6 +37,7 @@ from fl_app.decoder.features import collapse_repeats
 from fl_app.decoder.lexicon import load_lexicon
 from fl_app.decoder.swipe import Swipe
 from fl_app.pretrain.config import DataSettings
+from fl_app.synthetic.habits import build_bank
 from fl_app.synthetic.stats import swipe_quantities
 from fl_app.synthetic.users import iter_users
 
@@ -81,10 +83,12 @@ def top1_hits(directory: Path, swipes, lexicon) -> np.ndarray:
     return np.array([r == 1 for r in ranks(spec.build_decoder(model, lexicon).decode_many, swipes)])
 
 
-def marginal_rows(real: dict[str, np.ndarray], synthetic: dict[str, np.ndarray]) -> list[str]:
+def marginal_rows(columns: dict[str, dict[str, np.ndarray]]) -> list[str]:
+    """One row per quantity and source (real, generator, generator replaying habits)."""
     rows = []
     for q in QUANTITIES:
-        for name, values in (("real public-train", real[q]), ("generator", synthetic[q])):
+        for name, source in columns.items():
+            values = source[q]
             cells = " | ".join(f"{v:.2f}" for v in np.nanpercentile(values, PERCENTILES))
             rows.append(f"| {q} | {name} | {cells} |")
     return rows
@@ -106,35 +110,63 @@ def gap_rows(values: dict[str, np.ndarray], base: np.ndarray, twin: np.ndarray) 
     return rows
 
 
+def _shown(path: Path) -> str:
+    """A model folder as the report names it: relative to the repository when inside it."""
+    path = path.resolve()
+    return str(path.relative_to(ROOT.parent)) if path.is_relative_to(ROOT.parent) else str(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=150, help="synthetic users, 20 swipes each")
     parser.add_argument("--limit", type=int, default=0, help="public-val swipes (0: all)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--twin", type=Path, default=TWIN, help="the synthetic-only model set against the base"
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
 
     lexicon = load_lexicon("en", RECIPE_DATA.lexicon_size)
-    made = iter_users(args.users, RECIPE_DATA.synthetic_seed, lexicon)
-    synthetic = [s for user in made for s in user.swipes(SWIPES_PER_USER)]
-    train = [r.swipe for r in load_real("public-train")]
+    train_rows = load_real("public-train")
+    train = [r.swipe for r in train_rows]
+    habits = build_bank((r.user, r.swipe) for r in train_rows)
+    synthetic, replaying = (
+        [
+            s
+            for user in iter_users(
+                args.users, RECIPE_DATA.synthetic_seed, lexicon, habits=bank, habit_share=share
+            )
+            for s in user.swipes(SWIPES_PER_USER)
+        ]
+        for bank, share in ((None, 0.0), (habits, RECIPE_DATA.habit_share))
+    )
     val = load_real("public-val")[: args.limit or None]
     val_lexicon = CONDITION.build([r.swipe.word for r in val])
-    base, twin = (top1_hits(d, val, val_lexicon) for d in (base_dir("en"), TWIN))
+    base, twin = (top1_hits(d, val, val_lexicon) for d in (base_dir("en"), args.twin))
 
     lines = report_header("Where the synthetic-only twin loses", "sim_to_real_gap.py", argv=argv)
     lines += [
         __doc__.split("\n\n", 2)[2].strip(),
         "",
-        f"Marginals: {len(synthetic)} generated swipes against {len(train)} real ones.",
+        f"Marginals: {len(synthetic)} generated swipes against {len(train)} real ones; "
+        f"the generator with habits replays {len(habits)} public-train people in "
+        f"{RECIPE_DATA.habit_share:.0%} of its swipes (fl_app/synthetic/habits.py).",
         "",
         "| quantity | swipes | " + " | ".join(f"p{p}" for p in PERCENTILES) + " |",
         "|---|---|" + "---:|" * len(PERCENTILES),
-        *marginal_rows(quantities(train), quantities(synthetic)),
+        *marginal_rows(
+            {
+                "real public-train": quantities(train),
+                "generator": quantities(synthetic),
+                "generator + habits": quantities(replaying),
+            }
+        ),
         "",
-        f"Top-1 on {len(val)} public-val swipes ({CONDITION.label}): twin {twin.mean():.3f}, "
+        f"Top-1 on {len(val)} public-val swipes ({CONDITION.label}): twin "
+        f"(`{_shown(args.twin)}`) {twin.mean():.3f}, "
         f"base {base.mean():.3f}. Each cell: twin / base (the base's lead in points), "
         "quintile 1 holding the lowest values.",
         "",

@@ -22,6 +22,10 @@ class DataSettings:
     synthetic_users: int = 3000
     synthetic_swipes_per_user: int = 60
     synthetic_seed: int = 1
+    # real parts whose traces the synthetic users' via-points replay (fl_app/synthetic/habits.py;
+    # empty: the parametric style only), and in which share of their swipes
+    habits_from: list[str] = field(default_factory=list)
+    habit_share: float = 0.7
     real_parts: list[str] = field(default_factory=lambda: ["public-train"])
     real_repeats: int = 4  # real swipes seen this many times per synthetic pass
     augment: AugmentConfig = field(default_factory=AugmentConfig)

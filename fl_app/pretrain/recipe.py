@@ -45,6 +45,7 @@ from fl_app.decoder.training import (
 from fl_app.decoder.tuning import tune_fusion
 from fl_app.pretrain.config import PretrainConfig
 from fl_app.synthetic import generator_digest
+from fl_app.synthetic.habits import HabitBank, build_bank
 from fl_app.synthetic.users import iter_users
 
 SHIPPED = LexiconCondition(FULL_SIZE, False)
@@ -67,11 +68,38 @@ def decoder_spec(cfg: PretrainConfig) -> DecoderSpec:
     )
 
 
-def synthetic_swipes(cfg: PretrainConfig, spec: DecoderSpec, users: int, seed: int) -> list:
+def synthetic_swipes(
+    cfg: PretrainConfig, spec: DecoderSpec, users: int, seed: int, habits: HabitBank | None
+) -> list:
     """`users` synthetic users of `seed` over the spec's lexicon, each with the recipe's
     swipes per user (the CTC training's users, and the word-level stage's fresh ones)."""
-    made = iter_users(users, seed, spec.lexicon())
+    made = iter_users(users, seed, spec.lexicon(), habits=habits, habit_share=cfg.data.habit_share)
     return [s for u in made for s in u.swipes(cfg.data.synthetic_swipes_per_user)]
+
+
+def habit_bank(cfg: PretrainConfig) -> HabitBank | None:
+    """The real people whose offsets the synthetic users replay (None: `data.habits_from` is
+    empty). Only parts the recipe may learn from belong here; public-val and dev never do."""
+    parts = list(cfg.data.habits_from)
+    if not parts:
+        return None
+    held_out = sorted(set(parts) & {"public-val", "dev"})
+    if held_out:
+        raise ValueError(f"data.habits_from may not name {held_out}: choices are made on them")
+    return build_bank((r.user, r.swipe) for r in load_real(parts))
+
+
+def habits_record(cfg: PretrainConfig, bank: HabitBank | None) -> dict[str, Any] | None:
+    """What the manifest says about the replayed habits."""
+    if bank is None:
+        return None
+    return {
+        "from": list(cfg.data.habits_from),
+        "share": cfg.data.habit_share,
+        "people": len(bank),
+        "swipes": bank.swipes,
+        "sha256": bank.digest,
+    }
 
 
 def real_digest(rows: list[RealSwipe]) -> str:
@@ -94,7 +122,10 @@ def run(cfg: PretrainConfig, log: Callable[[str], None] = print) -> dict[str, An
     spec = decoder_spec(cfg)
     real = load_real(cfg.data.real_parts) if cfg.data.real_parts else []
     val = _limited(load_real("public-val"), cfg)
-    synthetic = synthetic_swipes(cfg, spec, cfg.data.synthetic_users, cfg.data.synthetic_seed)
+    habits = habit_bank(cfg)
+    synthetic = synthetic_swipes(
+        cfg, spec, cfg.data.synthetic_users, cfg.data.synthetic_seed, habits
+    )
     n_synthetic = len(synthetic)
     parts, repeats = [], []
     if synthetic:
@@ -142,7 +173,7 @@ def run(cfg: PretrainConfig, log: Callable[[str], None] = print) -> dict[str, An
     decoder.fusion, _ = tune_fusion(decoder, [r.swipe for r in val])
     word_level = None
     if cfg.discriminative.steps and (real or cfg.discriminative.synthetic_users):
-        word_level = _word_level_stage(cfg, spec, model, decoder, real, log)
+        word_level = _word_level_stage(cfg, spec, model, decoder, real, habits, log)
         decoder.fusion, _ = tune_fusion(decoder, [r.swipe for r in val])  # the model moved
     spec = replace(spec, template=params, fusion=decoder.fusion)
 
@@ -171,6 +202,7 @@ def run(cfg: PretrainConfig, log: Callable[[str], None] = print) -> dict[str, An
                 "swipes": n_synthetic,
                 "seed": cfg.data.synthetic_seed,
                 "generator_sha256": generator_digest(),
+                "habits": habits_record(cfg, habits),
             },
         },
         "metrics": figures,
@@ -194,6 +226,7 @@ def _word_level_stage(
     model: SwipeModel,
     decoder: LearnedDecoder,
     real: list[RealSwipe],
+    habits: HabitBank | None,
     log: Callable[[str], None],
 ) -> dict[str, Any]:
     """Mine each training swipe's close calls with the tuned decoder, then fine-tune the model
@@ -202,7 +235,7 @@ def _word_level_stage(
     dc = cfg.discriminative
     t0 = time.perf_counter()
     real_choices = mine_choices(decoder, [r.swipe for r in real], dc.candidates)
-    synthetic = synthetic_swipes(cfg, spec, dc.synthetic_users, dc.synthetic_seed)
+    synthetic = synthetic_swipes(cfg, spec, dc.synthetic_users, dc.synthetic_seed, habits)
     synthetic_choices = mine_choices(decoder, synthetic, dc.candidates)
     t_mine = time.perf_counter() - t0
     log(

@@ -1,8 +1,9 @@
 """Synthetic swipers: the generator's users, its statistics beside real swipes, and the
 centralized training/evaluation runs built on them (the reference a federation is compared with).
 
-The generator is three modules: `style` (who swipes how, on which device), `motion` (how the
-finger moves, one trace) and `users` (a person's vocabulary, their swipes). `generator_digest`
+The generator is four modules: `style` (who swipes how, on which device), `habits` (real
+people's offsets, measured from their traces, to replay), `motion` (how the finger moves, one
+trace) and `users` (a person's vocabulary, their swipes). `generator_digest`
 fingerprints their source, so whatever records or caches generated swipes (the federation's
 cached stores, the pretraining manifest) notices any change to the generator.
 """
@@ -14,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 
 # The generator's modules, in the fixed order their sources are hashed.
-GENERATOR_MODULES = ("style.py", "motion.py", "users.py")
+GENERATOR_MODULES = ("style.py", "habits.py", "motion.py", "users.py")
 
 
 @lru_cache(maxsize=1)

@@ -20,6 +20,10 @@ tails), occasional wandering traces, smooth low-frequency jitter, a dwell at tou
 the device's sampling (interval, jitter, missed frames, integer px / ms, no events while
 still).
 
+Instead of the style's via-point noise, a trace can replay where one real person put their
+finger (`fl_app.synthetic.habits`: the start, the end and the corners of their swipes, turned
+onto this word's movements); timing, stroke shape and sampling stay the style's.
+
 Everything is in key widths (kw = keyboard.key_width) in both axes (a key width is a physical
 length on the user's screen), converted to px at the end. Randomness only from the
 `np.random.Generator` passed in: the same seed gives the same swipes, bit for bit.
@@ -33,6 +37,7 @@ import numpy as np
 
 from fl_app.decoder.keyboard import Keyboard
 from fl_app.decoder.swipe import DEFAULT_MAX_POINTS, Swipe, make_swipe
+from fl_app.synthetic.habits import PersonHabits, movement_frames, via_letters
 from fl_app.synthetic.style import UserStyle
 
 # Geometry-model constant: the mean relative segment time per letter of English words, so
@@ -41,6 +46,7 @@ _GEOM_PER_LETTER_REF = 2.05
 _GEOM_EXPONENT = 1.0  # how much a word's geometry (distance) sets its duration
 _MAX_BULGE_KW = 0.6  # a stroke's sideways arc stays within this
 _MAX_POINTS = 1500  # stay well inside the contract's DEFAULT_MAX_POINTS
+REPLAY_SCATTER_KW = 0.05  # scatter on a replayed real offset
 
 
 # --------------------------------------------------------------------------------------------
@@ -147,27 +153,17 @@ def _sample_times(total_ms: float, style: UserStyle, rng: np.random.Generator) -
     return t
 
 
-def generate_trace(
-    word: str, keyboard: Keyboard, style: UserStyle, rng: np.random.Generator
-) -> np.ndarray:
-    """A synthetic trace of `word` on `keyboard`: (n, 3) float array of x px, y px, t ms."""
-    if len(word) < 2:
-        raise ValueError("swipes need words of two or more letters")
-    if not keyboard.can_type(word):
-        raise ValueError(f"keyboard cannot type {word!r}")
-    kw = keyboard.key_width
-    kh_kw = keyboard.key_height / kw
-    # via letters: repeated letters are one via-point
-    keep = [0] + [i for i in range(1, len(word)) if word[i] != word[i - 1]]
-    n_double = np.diff(np.append(keep, len(word))) - 1  # repeats folded into each via-point
-    centres = keyboard.word_centres(word)[keep] / kw  # (m+1, 2) in kw
-    if len(centres) == 1:
-        centres = np.vstack([centres, centres])
-        n_double = np.array([0, len(word) - 1])
+def _parametric_via(
+    centres: np.ndarray,
+    n_double: np.ndarray,
+    style: UserStyle,
+    kh_kw: float,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Via-points from the style's parameters: Bi & Zhai scatter, landing bias, corner cutting,
+    over/undershoot, sloppy endings and lift-off tails (which add a via-point)."""
     m1 = len(centres)
     sig = style.sigma_kw(1.0, kh_kw)
-
-    # --- via-points -------------------------------------------------------------------------
     noise = rng.standard_normal((m1, 2)) * sig
     via = centres + noise * style.mid_noise_scale
     bias = np.array([style.offset_x_kw, style.offset_y_kw])
@@ -194,6 +190,54 @@ def generate_trace(
         )
         via = np.vstack([via[:-1], end - hook, end])
         n_double = np.append(n_double, 0)
+    return via, n_double
+
+
+def _replayed_via(
+    centres: np.ndarray, habits: PersonHabits, rng: np.random.Generator
+) -> np.ndarray:
+    """Via-points where one real person put their finger: the start and end of one of their
+    swipes and their corner offsets, each turned onto this word's movements (see
+    `fl_app.synthetic.habits`), plus a little scatter so no offset repeats exactly."""
+    start, end, corners = habits.draw(len(centres) - 2, rng)
+    frames = movement_frames(centres)
+    via = centres + REPLAY_SCATTER_KW * rng.standard_normal(centres.shape)
+    via[0] += start
+    via[1:-1] += np.einsum("kc,kcd->kd", corners, frames[:-1])
+    via[-1] += end @ frames[-1]
+    return via
+
+
+def generate_trace(
+    word: str,
+    keyboard: Keyboard,
+    style: UserStyle,
+    rng: np.random.Generator,
+    habits: PersonHabits | None = None,
+) -> np.ndarray:
+    """A synthetic trace of `word` on `keyboard`: (n, 3) float array of x px, y px, t ms.
+
+    With `habits`, the via-points replay a real person's offsets instead of the style's
+    (`_replayed_via`); timing, stroke shape and sampling still come from the style."""
+    if len(word) < 2:
+        raise ValueError("swipes need words of two or more letters")
+    if not keyboard.can_type(word):
+        raise ValueError(f"keyboard cannot type {word!r}")
+    kw = keyboard.key_width
+    kh_kw = keyboard.key_height / kw
+    keep = via_letters(word)
+    n_double = np.diff(np.append(keep, len(word))) - 1  # repeats folded into each via-point
+    centres = keyboard.word_centres(word)[keep] / kw  # (m+1, 2) in kw
+    if len(centres) == 1:
+        centres = np.vstack([centres, centres])
+        n_double = np.array([0, len(word) - 1])
+    m1 = len(centres)
+
+    # --- via-points -------------------------------------------------------------------------
+    if habits is None:
+        via, n_double = _parametric_via(centres, n_double, style, kh_kw, rng)
+    else:
+        via = _replayed_via(centres, habits, rng)
     wander = rng.random() < style.wander_prob
     if wander:  # a hesitant, searching trace: a detour and a slower pace
         j = int(rng.integers(m1 - 1))
@@ -270,9 +314,13 @@ def generate_trace(
 
 
 def generate_swipe(
-    word: str, keyboard: Keyboard, style: UserStyle, rng: np.random.Generator
+    word: str,
+    keyboard: Keyboard,
+    style: UserStyle,
+    rng: np.random.Generator,
+    habits: PersonHabits | None = None,
 ) -> Swipe:
     """A validated, labelled synthetic Swipe."""
     return make_swipe(
-        generate_trace(word, keyboard, style, rng), keyboard, word, DEFAULT_MAX_POINTS
+        generate_trace(word, keyboard, style, rng, habits), keyboard, word, DEFAULT_MAX_POINTS
     )

@@ -18,6 +18,7 @@ import numpy as np
 from fl_app.decoder.keyboard import NAMED_LAYOUTS, Keyboard
 from fl_app.decoder.lexicon import Lexicon
 from fl_app.decoder.swipe import Swipe
+from fl_app.synthetic.habits import HabitBank, PersonHabits
 from fl_app.synthetic.motion import generate_swipe
 from fl_app.synthetic.style import UserStyle, sample_user_style
 
@@ -43,6 +44,8 @@ class SyntheticUser:
     weights: np.ndarray  # p(word), sums to 1
     special_words: tuple[str, ...] = ()
     regime: str = "train"
+    habits: PersonHabits | None = None  # a real person's offsets to replay ...
+    habit_share: float = 0.0  # ... in this share of the swipes
     _cdf: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -61,7 +64,14 @@ class SyntheticUser:
         """n labelled swipes; the same (seed, stream) gives identical swipes, bit for bit."""
         rng = np.random.default_rng([self.seed, 3, stream])
         words = self.sample_words(n, rng)
-        return [generate_swipe(w, self.keyboard, self.style, rng) for w in words]
+        return [generate_swipe(w, self.keyboard, self.style, rng, self._habits(rng)) for w in words]
+
+    def _habits(self, rng: np.random.Generator) -> PersonHabits | None:
+        """The habits one swipe replays, if any (no draw at all without habits, so a user
+        without them swipes exactly as before habits existed)."""
+        if self.habits is None or self.habit_share <= 0.0:
+            return None
+        return self.habits if rng.random() < self.habit_share else None
 
 
 def _candidate_words(lexicon: Lexicon, layout: str, words: Sequence[str] | None) -> np.ndarray:
@@ -154,9 +164,17 @@ def iter_users(
     lexicon: Lexicon,
     regime: str = "train",
     words: Sequence[str] | None = None,
+    habits: HabitBank | None = None,
+    habit_share: float = 0.0,
 ) -> Iterator[SyntheticUser]:
     """`make_users`, one user at a time: a user holds its whole vocabulary, so thousands of
-    users over a 100,000-word lexicon should not all be alive at once."""
+    users over a 100,000-word lexicon should not all be alive at once. With a `habits` bank,
+    each user replays one real person's offsets in `habit_share` of their swipes."""
+    if not 0.0 <= habit_share <= 1.0:
+        raise ValueError(f"habit_share must lie in [0, 1], not {habit_share}")
     for i in range(n):
         user_seed = int(np.random.SeedSequence([int(seed), i]).generate_state(1)[0])
-        yield make_user(user_seed, lexicon, regime, words, user_id=i)
+        user = make_user(user_seed, lexicon, regime, words, user_id=i)
+        if habits is not None:
+            user.habits, user.habit_share = habits.person_for(user_seed), habit_share
+        yield user
