@@ -37,7 +37,7 @@ from fl_app.decoder.features import collapse_repeats
 from fl_app.decoder.lexicon import load_lexicon
 from fl_app.decoder.swipe import Swipe
 from fl_app.pretrain.config import DataSettings
-from fl_app.synthetic.habits import build_bank
+from fl_app.synthetic.habits import HabitBank, build_bank
 from fl_app.synthetic.stats import swipe_quantities
 from fl_app.synthetic.users import iter_users
 
@@ -76,6 +76,12 @@ def polyline_deviation_kw(swipe: Swipe) -> float:
 def quantities(swipes: list[Swipe]) -> dict[str, np.ndarray]:
     rows = [swipe_quantities(s) | {"polyline_dev_kw": polyline_deviation_kw(s)} for s in swipes]
     return {q: np.array([r[q] for r in rows]) for q in QUANTITIES}
+
+
+def generated(users: int, lexicon, habits: HabitBank | None = None, share: float = 0.0):
+    """The recipe's synthetic users (its seed), SWIPES_PER_USER swipes each."""
+    made = iter_users(users, RECIPE_DATA.synthetic_seed, lexicon, habits=habits, habit_share=share)
+    return [s for user in made for s in user.swipes(SWIPES_PER_USER)]
 
 
 def top1_hits(directory: Path, swipes, lexicon) -> np.ndarray:
@@ -133,16 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     train_rows = load_real("public-train")
     train = [r.swipe for r in train_rows]
     habits = build_bank((r.user, r.swipe) for r in train_rows)
-    synthetic, replaying = (
-        [
-            s
-            for user in iter_users(
-                args.users, RECIPE_DATA.synthetic_seed, lexicon, habits=bank, habit_share=share
-            )
-            for s in user.swipes(SWIPES_PER_USER)
-        ]
-        for bank, share in ((None, 0.0), (habits, RECIPE_DATA.habit_share))
-    )
+    synthetic = generated(args.users, lexicon)
+    replaying = generated(args.users, lexicon, habits, RECIPE_DATA.habit_share)
     val = load_real("public-val")[: args.limit or None]
     val_lexicon = CONDITION.build([r.swipe.word for r in val])
     base, twin = (top1_hits(d, val, val_lexicon) for d in (base_dir("en"), args.twin))

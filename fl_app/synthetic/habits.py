@@ -27,14 +27,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fl_app.decoder.features import collapse_repeats
 from fl_app.decoder.swipe import Swipe
 
 MIN_SWIPES_PER_PERSON = 5  # fewer, and a person's habits are too thin to replay
-
-
-def via_letters(word: str) -> list[int]:
-    """Indices of the letters the finger aims at: repeated letters are one via-point."""
-    return [0] + [i for i in range(1, len(word)) if word[i] != word[i - 1]]
 
 
 def movement_frames(points: np.ndarray) -> np.ndarray:
@@ -57,9 +53,9 @@ def monotone_alignment(xy: np.ndarray, targets: np.ndarray) -> np.ndarray:
     cost = np.hypot(xy[None, :, 0] - targets[:, None, 0], xy[None, :, 1] - targets[:, None, 1])
     best = cost[0].copy()
     came_from = np.zeros((k, len(xy)), dtype=np.int64)
+    idx = np.arange(len(xy))
     for i in range(1, k):
         # the previous letter's best at or before each point: a running minimum
-        idx = np.arange(len(xy))
         is_new = np.concatenate(([True], best[1:] < np.minimum.accumulate(best)[:-1]))
         run_arg = np.maximum.accumulate(np.where(is_new, idx, 0))
         came_from[i] = run_arg
@@ -84,19 +80,19 @@ def measure_habit(swipe: Swipe) -> SwipeHabit | None:
     """The swipe's offsets, or None for a word with fewer than two distinct via letters."""
     if not swipe.word:
         raise ValueError("habits need labelled swipes")
-    keep = via_letters(swipe.word)
-    if len(keep) < 2:
+    aimed = collapse_repeats(swipe.word)  # repeated letters are one via-point
+    if len(aimed) < 2:
         return None
     kw = swipe.keyboard.key_width
-    centres = swipe.keyboard.word_centres(swipe.word)[keep] / kw
+    centres = swipe.keyboard.word_centres(aimed) / kw
     xy = np.asarray(swipe.points, dtype=np.float64)[:, :2] / kw
     frames = movement_frames(centres)
     start = xy[0] - centres[0]
     end = frames[-1] @ (xy[-1] - centres[-1])
     inner = centres[1:-1]
     approach = xy[monotone_alignment(xy, inner)] - inner
-    corners = np.einsum("kdc,kc->kd", frames[:-1], approach) if len(inner) else approach
-    return SwipeHabit(start, end, corners.reshape(-1, 2))
+    corners = np.einsum("kdc,kc->kd", frames[:-1], approach)
+    return SwipeHabit(start, end, corners)
 
 
 @dataclass(frozen=True)

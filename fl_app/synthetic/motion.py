@@ -37,7 +37,7 @@ import numpy as np
 
 from fl_app.decoder.keyboard import Keyboard
 from fl_app.decoder.swipe import DEFAULT_MAX_POINTS, Swipe, make_swipe
-from fl_app.synthetic.habits import PersonHabits, movement_frames, via_letters
+from fl_app.synthetic.habits import PersonHabits, movement_frames
 from fl_app.synthetic.style import UserStyle
 
 # Geometry-model constant: the mean relative segment time per letter of English words, so
@@ -225,7 +225,8 @@ def generate_trace(
         raise ValueError(f"keyboard cannot type {word!r}")
     kw = keyboard.key_width
     kh_kw = keyboard.key_height / kw
-    keep = via_letters(word)
+    # via letters: repeated letters are one via-point
+    keep = [0] + [i for i in range(1, len(word)) if word[i] != word[i - 1]]
     n_double = np.diff(np.append(keep, len(word))) - 1  # repeats folded into each via-point
     centres = keyboard.word_centres(word)[keep] / kw  # (m+1, 2) in kw
     if len(centres) == 1:
