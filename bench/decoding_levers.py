@@ -13,9 +13,10 @@ against the shipped base decoded the same way (95% interval from resampling user
   outvote a trace that fits `tba` (most of the close calls the prior flips are the study's
   rare prompts);
 - *an ensemble* (`--members`): each shortlisted word's CTC log-likelihood averaged over the
-  base and other models of the same recipe (`python -m fl_app.pretrain seed=N out=DIR`), or
-  one CTC pass over their frame probabilities averaged (what a single module holding the
-  members would compute);
+  base and other models of the same recipe (`python -m fl_app.pretrain seed=N out=DIR`, or
+  `model.resample=path`), or one CTC pass over their frame probabilities averaged (what a
+  single module holding the members would compute; only for members whose frames are laid
+  out as the base's);
 - *a larger lexicon* (`--lexicon-sizes`, needs `pip install wordfreq`): the lexicon as shipped
   grown to N words of wordfreq (scripts/make_lexicon.py's rule), weights re-tuned on public-val.
 
@@ -181,6 +182,8 @@ def score_members(
     out = {}
     for k, member in enumerate(members, start=1):
         out[f"member{k}"] = shortlist_ctc(ev.index, ev.swipes, member.frame_log_probs, member)
+        if any(m.spec != base.spec for m in members[:k]):
+            continue  # frames laid out otherwise (resampled along the path): no frame mixture
 
         def mixture(chunk, models=(base, *members[:k])):
             per_model = [m.frame_log_probs(chunk) for m in models]
@@ -299,7 +302,10 @@ def main(argv: list[str] | None = None) -> int:
         levers.append(
             Lever(f"ensemble of the base and {k} recipe member(s)", ["base", *members[:k]])
         )
-        levers.append(Lever(f"... frame probabilities averaged ({k + 1} models)", [f"frames{k}"]))
+        if f"frames{k}" in val.ctc:
+            levers.append(
+                Lever(f"... frame probabilities averaged ({k + 1} models)", [f"frames{k}"])
+            )
     for i, name in enumerate(members):
         levers.append(Lever(f"recipe member {i + 1} alone", [name]))
 

@@ -82,6 +82,8 @@ BAD = [
     ({"model__n_classes": 99}, "spec_malformed"),
     ({"features__alphabet": "abc"}, "spec_malformed"),
     ({"features__frame_ms": 5.0}, "spec_malformed"),
+    ({"features__resample": "arc"}, "spec_malformed"),
+    ({"features__resample": None}, "spec_malformed"),
     ({"language": "xx"}, "spec_malformed"),
     ({"spec_version": 2}, "spec_malformed"),
 ]
@@ -124,6 +126,14 @@ def test_defaults_fill_template_and_fusion_fields_a_section_leaves_out():
     section = _manifest(template__coarse_keep=DELETE, fusion=DELETE)
     spec = DecoderSpec.from_manifest(section)
     assert spec.template.coarse_keep == 300 and spec.fusion.shortlist == 96
+
+
+def test_the_resampling_travels_with_the_manifest_and_old_ones_resampled_in_time():
+    spec = DecoderSpec(resample="path")
+    assert DecoderSpec.from_manifest(spec.to_manifest()).features.resample == "path"
+    assert DecoderSpec.from_manifest(_manifest(features__resample=DELETE)).resample == "time"
+    with pytest.raises(DecoderSpecError, match="resample"):
+        DecoderSpec(resample="arc").check()
 
 
 def test_a_run_config_beyond_the_bound_is_refused_at_once():

@@ -113,12 +113,13 @@ def test_a_swipe_may_not_last_for_ever():
     assert parse_swipe(swipe([{"x": 1, "y": 1, "t": 0}, {"x": 2, "y": 2, "t": 41_906}]))
 
 
-def test_features_are_finite_at_the_edges_of_the_bounds():
+@pytest.mark.parametrize("resample", ["time", "path"])
+def test_features_are_finite_at_the_edges_of_the_bounds(resample):
     """The smallest keys, the largest keyboard, points one keyboard size outside: finite."""
     from fl_app.decoder.features import FeatureSpec, swipe_features
     from fl_app.decoder.keyboard import MAX_KEYBOARD_PX, MIN_KEY_SHARE, keyboard_from_spec
 
-    spec = FeatureSpec(alphabet="abcdefghijklmnopqrstuvwxyz")
+    spec = FeatureSpec(alphabet="abcdefghijklmnopqrstuvwxyz", resample=resample)
     for size in (32.0, MAX_KEYBOARD_PX):
         key = size * MIN_KEY_SHARE
         keys = [

@@ -35,12 +35,13 @@ class DecoderSpec:
     hidden: int = 128
     gru_layers: int = 2
     dropout: float = 0.1
+    resample: str = "time"  # how frames are laid over a trace (features.RESAMPLE_MODES)
     template: TemplateParams = field(default_factory=TemplateParams)
     fusion: FusionWeights = field(default_factory=FusionWeights)
 
     @property
     def features(self) -> FeatureSpec:
-        return FeatureSpec(alphabet=LANGUAGE_ALPHABETS[self.language])
+        return FeatureSpec(alphabet=LANGUAGE_ALPHABETS[self.language], resample=self.resample)
 
     @property
     def model_config(self) -> ModelConfig:
@@ -72,7 +73,11 @@ class DecoderSpec:
             "language": self.language,
             "lexicon_size": self.lexicon_size,
             "model": self.model_config.to_dict(),
-            "features": {"alphabet": self.features.alphabet, "frame_ms": self.features.frame_ms},
+            "features": {
+                "alphabet": self.features.alphabet,
+                "frame_ms": self.features.frame_ms,
+                "resample": self.resample,
+            },
             "template": self.template.to_dict(),
             "fusion": self.fusion.to_dict(),
         }

@@ -17,7 +17,7 @@ import math
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
-from fl_app.decoder.features import FRAME_MS, FeatureSpec
+from fl_app.decoder.features import FRAME_MS, RESAMPLE_MODES, FeatureSpec
 from fl_app.decoder.keyboard import LANGUAGE_ALPHABETS
 from fl_app.decoder.model import ModelConfig
 from fl_app.decoder.ranking import FusionWeights
@@ -88,6 +88,10 @@ def check_spec(spec: DecoderSpec) -> None:
             raise DecoderSpecError("spec_out_of_range", f"{name}={value} must be at least 1")
     if spec.language not in LANGUAGE_ALPHABETS:
         raise DecoderSpecError("spec_malformed", f"unknown language {spec.language!r}")
+    if spec.resample not in RESAMPLE_MODES:
+        raise DecoderSpecError(
+            "spec_malformed", f"resample {spec.resample!r} is not one of {list(RESAMPLE_MODES)}"
+        )
     count = parameter_count(spec.model_config)
     if count > MAX_PARAMETERS:
         raise DecoderSpecError(
@@ -144,11 +148,23 @@ def read_decoder_section(section: Any, spec_version: int) -> dict[str, Any]:
         "hidden": _integer(model, "hidden", "model."),
         "gru_layers": _integer(model, "gru_layers", "model."),
         "dropout": _number(model, "dropout", "model."),
+        "resample": _resample(section),
         "template": TemplateParams(**_dataclass_fields(section, "template", TemplateParams)),
         "fusion": FusionWeights(**_dataclass_fields(section, "fusion", FusionWeights)),
     }
     _check_implied(section, model, FeatureSpec(alphabet=LANGUAGE_ALPHABETS[language]))
     return kwargs
+
+
+def _resample(section: dict[str, Any]) -> str:
+    """How frames are laid over a trace; manifests from before the choice resampled in time."""
+    value = _part(section, "features", {}).get("resample", "time")
+    if value not in RESAMPLE_MODES:
+        raise DecoderSpecError(
+            "spec_malformed",
+            f"features.resample is {value!r}; expected one of {list(RESAMPLE_MODES)}",
+        )
+    return value
 
 
 def _check_implied(section: dict[str, Any], model: dict[str, Any], features: FeatureSpec) -> None:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from fl_app.decoder.augment import AugmentConfig, augment_points
-from fl_app.decoder.features import FeatureSpec, encode_word, swipe_features
+from fl_app.decoder.features import FeatureSpec, encode_word, frame_count, swipe_features
 from fl_app.decoder.model import SwipeModel
 from fl_app.decoder.swipe import Swipe
 
@@ -112,7 +112,7 @@ class AugmentedSwipes:
         self.targets = [encode_word(str(s.word), spec.alphabet) for s in self.swipes]
         self.spec, self.augment = spec, augment
         self.rng = np.random.default_rng(seed)
-        self.lengths = np.array([frame_count(s.duration_ms, spec) for s in self.swipes])
+        self.lengths = np.array([frame_count(s.points, s.keyboard, spec) for s in self.swipes])
 
     def __len__(self) -> int:
         return len(self.swipes)
@@ -165,11 +165,6 @@ def collate(
     target_len = torch.tensor([len(t) for t in targets])
     flat = torch.tensor([c for t in targets for c in t], dtype=torch.long)
     return x, lengths, flat, target_len
-
-
-def frame_count(duration_ms: float, spec: FeatureSpec) -> int:
-    """Frames `swipe_features` makes of a trace of this duration (before augmentation)."""
-    return int(np.clip(round(duration_ms / spec.frame_ms) + 1, spec.min_frames, spec.max_frames))
 
 
 def finite_examples(

@@ -219,6 +219,7 @@ def _take_base_spec(plain: dict[str, Any], root: Path) -> None:
         "hidden": spec.hidden,
         "gru_layers": spec.gru_layers,
         "dropout": spec.dropout,
+        "resample": spec.resample,
         "template": spec.template.to_dict(),
         "fusion": spec.fusion.to_dict(),
     }

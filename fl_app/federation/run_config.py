@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, get_args
 
+from fl_app.decoder.features import RESAMPLE_MODES
 from fl_app.decoder.ranking import FusionWeights
 from fl_app.decoder.spec import DecoderSpec
 from fl_app.decoder.spec_bounds import DecoderSpecError
@@ -272,6 +273,8 @@ def _decoder(model: Fields, data: DataConfig) -> DecoderSpec:
         hidden=model.integer("hidden"),
         gru_layers=model.integer("gru_layers"),
         dropout=model.number("dropout"),
+        # configs written before the choice (a resumed run's) resampled in time
+        resample=model.choice("resample", RESAMPLE_MODES) if model.has("resample") else "time",
         **weights,
     )
     try:  # the bounds every reader of a manifest applies: refuse here, not on every client

@@ -14,6 +14,7 @@ class ModelSettings:
     hidden: int = 128
     gru_layers: int = 2
     dropout: float = 0.1
+    resample: str = "time"  # frames uniform in time or along the path (features.RESAMPLE_MODES)
 
 
 @dataclass

@@ -65,6 +65,7 @@ def decoder_spec(cfg: PretrainConfig) -> DecoderSpec:
         hidden=m.hidden,
         gru_layers=m.gru_layers,
         dropout=m.dropout,
+        resample=m.resample,
     )
 
 
