@@ -84,6 +84,8 @@ BAD = [
     ({"features__frame_ms": 5.0}, "spec_malformed"),
     ({"features__resample": "arc"}, "spec_malformed"),
     ({"features__resample": None}, "spec_malformed"),
+    ({"features__resample": "path"}, "spec_malformed"),  # version 1 readers lay frames in time
+    ({"spec_version": True}, "spec_malformed"),
     ({"language": "xx"}, "spec_malformed"),
     ({"spec_version": 2}, "spec_malformed"),
 ]
@@ -130,7 +132,9 @@ def test_defaults_fill_template_and_fusion_fields_a_section_leaves_out():
 
 def test_the_resampling_travels_with_the_manifest_and_old_ones_resampled_in_time():
     spec = DecoderSpec(resample="path")
+    assert spec.to_manifest()["spec_version"] == 2  # a reader of version 1 refuses it
     assert DecoderSpec.from_manifest(spec.to_manifest()).features.resample == "path"
+    assert DecoderSpec().to_manifest()["spec_version"] == 1  # as every checkpoint before
     assert DecoderSpec.from_manifest(_manifest(features__resample=DELETE)).resample == "time"
     with pytest.raises(DecoderSpecError, match="resample"):
         DecoderSpec(resample="arc").check()

@@ -22,7 +22,9 @@ from fl_app.decoder.ranking import FusionWeights, LearnedDecoder
 from fl_app.decoder.spec_bounds import check_spec, read_decoder_section
 from fl_app.decoder.template import TemplateParams
 
-SPEC_VERSION = 1
+# A section's version by how its frames are laid: frames along the path came later, and a
+# reader that knows only version 1 must refuse such a model rather than feed it frames in time.
+SPEC_VERSIONS = {"time": 1, "path": 2}
 
 
 @dataclass
@@ -69,7 +71,7 @@ class DecoderSpec:
 
     def to_manifest(self) -> dict[str, Any]:
         return {
-            "spec_version": SPEC_VERSION,
+            "spec_version": SPEC_VERSIONS.get(self.resample, 0),
             "language": self.language,
             "lexicon_size": self.lexicon_size,
             "model": self.model_config.to_dict(),
@@ -91,7 +93,7 @@ class DecoderSpec:
     def from_manifest(cls, section: dict[str, Any]) -> DecoderSpec:
         """The spec a manifest's decoder section describes, type-checked and bounded before
         anything is allocated; ``DecoderSpecError`` (a ValueError with a ``reason``) if not."""
-        return cls(**read_decoder_section(section, SPEC_VERSION)).check()
+        return cls(**read_decoder_section(section, SPEC_VERSIONS)).check()
 
 
 def model_arrays(model: torch.nn.Module) -> dict[str, np.ndarray]:

@@ -14,6 +14,7 @@ every size (the parameter count is computed from the sizes, no module is built).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
@@ -124,7 +125,7 @@ def flat_values(spec: DecoderSpec) -> dict[str, Any]:
 # -- reading a section: types before values ----------------------------------------------------
 
 
-def read_decoder_section(section: Any, spec_version: int) -> dict[str, Any]:
+def read_decoder_section(section: Any, spec_versions: Mapping[str, int]) -> dict[str, Any]:
     """``DecoderSpec`` keyword arguments from a manifest's decoder section, type-checked.
 
     Template and fusion fields a section leaves out keep their defaults; unknown ones, a
@@ -133,9 +134,15 @@ def read_decoder_section(section: Any, spec_version: int) -> dict[str, Any]:
     """
     if not isinstance(section, dict):
         raise DecoderSpecError("spec_malformed", "the decoder section is not a JSON object")
-    if section.get("spec_version") != spec_version:
+    version = section.get("spec_version")
+    if version not in spec_versions.values() or isinstance(version, bool):
+        raise DecoderSpecError("spec_malformed", f"unsupported decoder spec version {version!r}")
+    resample = _resample(section)
+    if spec_versions[resample] != version:
         raise DecoderSpecError(
-            "spec_malformed", f"unsupported decoder spec version {section.get('spec_version')!r}"
+            "spec_malformed",
+            f"features.resample {resample!r} belongs to spec version {spec_versions[resample]}, "
+            f"not {version!r}",
         )
     language = section.get("language")
     if not isinstance(language, str) or language not in LANGUAGE_ALPHABETS:
@@ -148,7 +155,7 @@ def read_decoder_section(section: Any, spec_version: int) -> dict[str, Any]:
         "hidden": _integer(model, "hidden", "model."),
         "gru_layers": _integer(model, "gru_layers", "model."),
         "dropout": _number(model, "dropout", "model."),
-        "resample": _resample(section),
+        "resample": resample,
         "template": TemplateParams(**_dataclass_fields(section, "template", TemplateParams)),
         "fusion": FusionWeights(**_dataclass_fields(section, "fusion", FusionWeights)),
     }
