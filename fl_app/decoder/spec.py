@@ -75,11 +75,9 @@ class DecoderSpec:
             "language": self.language,
             "lexicon_size": self.lexicon_size,
             "model": self.model_config.to_dict(),
-            "features": {
-                "alphabet": self.features.alphabet,
-                "frame_ms": self.features.frame_ms,
-                "resample": self.resample,
-            },
+            # frames in time leave `resample` out: such a section reads as every one before it
+            "features": {"alphabet": self.features.alphabet, "frame_ms": self.features.frame_ms}
+            | ({} if self.resample == "time" else {"resample": self.resample}),
             "template": self.template.to_dict(),
             "fusion": self.fusion.to_dict(),
         }
