@@ -72,7 +72,12 @@ def _resample_along(xy: np.ndarray, s: np.ndarray, step: float, spec: FeatureSpe
     else:
         # Make s strictly increasing so interpolation is defined for repeated values.
         s = s + np.arange(len(s)) * 1e-6
-    grid = np.linspace(0.0, s[-1], m)
+    return positions_at(xy, s, np.linspace(0.0, s[-1], m))
+
+
+def positions_at(xy: np.ndarray, s: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """(n, 2) positions of a path whose points sit at coordinates `s` (time or distance,
+    non-decreasing) -> (len(grid), 2) positions at the coordinates `grid`, linearly between."""
     return np.stack([np.interp(grid, s, xy[:, 0]), np.interp(grid, s, xy[:, 1])], axis=1)
 
 

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from fl_app.decoder.features import collapse_repeats
+from fl_app.decoder.features import collapse_repeats, path_lengths, positions_at
 from fl_app.decoder.keyboard import Keyboard
 from fl_app.decoder.lexicon import Lexicon
 from fl_app.decoder.template_cache import TieredCache
@@ -39,12 +39,10 @@ class TemplateParams:
 
 def resample_path(xy: np.ndarray, n: int = N_SAMPLES) -> np.ndarray:
     """(m, 2) polyline -> (n, 2) points equally spaced along its length."""
-    seg = np.linalg.norm(np.diff(xy, axis=0), axis=1)
-    cum = np.concatenate([[0.0], np.cumsum(seg)])
+    cum = path_lengths(xy)
     if cum[-1] <= 1e-9:
         return np.repeat(xy[:1], n, axis=0)
-    grid = np.linspace(0.0, cum[-1], n)
-    return np.stack([np.interp(grid, cum, xy[:, 0]), np.interp(grid, cum, xy[:, 1])], axis=1)
+    return positions_at(xy, cum, np.linspace(0.0, cum[-1], n))
 
 
 def normalise_shape(paths: np.ndarray) -> np.ndarray:
