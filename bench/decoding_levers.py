@@ -1,7 +1,7 @@
 """Levers on the shipped base's decoding, measured on real people: what is left to pull
 without a better model.
 
-    python bench/decoding_levers.py [--members DIR ...] [--lexicon-sizes 200000]
+    python bench/decoding_levers.py [--members DIR ...] [--other-view] [--lexicon-sizes 200000]
 
 Every lever is chosen on the public-val users and reported on the dev users, paired by user
 against the shipped base decoded the same way (95% interval from resampling users):
@@ -17,6 +17,9 @@ against the shipped base decoded the same way (95% interval from resampling user
   `model.resample=path`), or one CTC pass over their frame probabilities averaged (what a
   single module holding the members would compute; only for members whose frames are laid
   out as the base's);
+- *both views of one model* (`--other-view`): each member also read with its frames laid out
+  the other way (along the path for a time model), alone and averaged with its own view: one
+  network trained on both (`data.other_view_share`) as a two-view ensemble of itself;
 - *a larger lexicon* (`--lexicon-sizes`, needs `pip install wordfreq`): the lexicon as shipped
   grown to N words of wordfreq (scripts/make_lexicon.py's rule), weights re-tuned on public-val.
 
@@ -46,6 +49,7 @@ from fl_app.checkpoints.format import read_checkpoint_dir
 from fl_app.datasets.real import CITATION, RealSwipe, load_real
 from fl_app.datasets.real_eval import LexiconCondition, ranks, user_bootstrap
 from fl_app.decoder.evaluation import metrics_from_ranks
+from fl_app.decoder.features import other_view
 from fl_app.decoder.keyboard import Keyboard
 from fl_app.decoder.lexicon import Lexicon
 from fl_app.decoder.ranking import LearnedDecoder
@@ -64,6 +68,11 @@ PRIOR_CAPS = (-4.0, -5.0, -6.0, -8.0)
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--members", nargs="*", type=Path, default=[], help="recipe output folders")
+    p.add_argument(
+        "--other-view",
+        action="store_true",
+        help="also score each member with its frames laid out the other way (time/path)",
+    )
     p.add_argument("--lexicon-sizes", nargs="*", type=int, default=[])
     p.add_argument("--limit", type=int, default=0, help="swipes per part (0: all; a quick check)")
     p.add_argument("--threads", type=int, default=2)
@@ -194,6 +203,16 @@ def score_members(
     return out
 
 
+def score_other_views(ev: Evidence, members: list[LearnedDecoder]) -> dict[str, np.ndarray]:
+    """Each member's CTC scores of the base's shortlists with its frames laid out the other
+    way (`view<i>`): a model trained on both views (`data.other_view_share`) read twice."""
+    out = {}
+    for i, member in enumerate(members, start=1):
+        view = member.with_features(replace(member.spec, resample=other_view(member.spec.resample)))
+        out[f"view{i}"] = shortlist_ctc(ev.index, ev.swipes, view.frame_log_probs, view)
+    return out
+
+
 @dataclass
 class Lever:
     name: str
@@ -282,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
         others = [m_spec.build_decoder(m_model, decoder.lexicon) for m_spec, m_model in others]
         if others:
             evidence[part].ctc.update(score_members(evidence[part], decoder, others))
+        if args.other_view:
+            evidence[part].ctc.update(score_other_views(evidence[part], others))
         print(
             f"{part}: evidence of {len(swipes)} swipes ({time.perf_counter() - t0:.0f} s)",
             flush=True,
@@ -308,6 +329,13 @@ def main(argv: list[str] | None = None) -> int:
             )
     for i, name in enumerate(members):
         levers.append(Lever(f"recipe member {i + 1} alone", [name]))
+        if f"view{i + 1}" in val.ctc:
+            view = f"view{i + 1}"
+            levers += [
+                Lever(f"recipe member {i + 1}, its other view alone", [view]),
+                Lever(f"recipe member {i + 1}, both views averaged", [name, view]),
+                Lever(f"the base and member {i + 1}'s both views", ["base", name, view]),
+            ]
 
     results = [measure(lever, val, dev) for lever in levers]
     base = results[0]

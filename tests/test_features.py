@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
+from fl_app.decoder.augment import AugmentConfig
 from fl_app.decoder.features import FeatureSpec, frame_count, resampled_key_units, swipe_features
 from fl_app.decoder.keyboard import named_keyboard
+from fl_app.decoder.swipe import Swipe
+from fl_app.decoder.training import AugmentedSwipes, SwipeDataset, ViewMix
 from fl_app.federation.config import compose, finalize
 from fl_app.federation.run_config import ConfigError
 
@@ -94,3 +99,56 @@ def test_a_run_from_a_checkpoint_with_frames_along_the_path_keeps_them(tmp_path)
     write_checkpoint_dir(tmp_path / "ck", tensors, {"decoder": spec.to_manifest()})
     run = finalize(compose(["init=base", f"init_from={tmp_path / 'ck'}", f"paths.root={tmp_path}"]))
     assert run.decoder == spec and run.decoder.features.resample == "path"
+
+
+def test_a_view_mix_shows_the_other_layout_in_its_share():
+    time, path = FeatureSpec(alphabet=ALPHABET), FeatureSpec(alphabet=ALPHABET, resample="path")
+    assert {ViewMix(time, 0.0).pick().resample for _ in range(50)} == {"time"}
+    assert {ViewMix(time, 1.0).pick().resample for _ in range(50)} == {"path"}
+    assert {ViewMix(path, 1.0).pick().resample for _ in range(50)} == {"time"}
+    mix = ViewMix(time, 0.3, seed=2)
+    share = np.mean([mix.pick().resample == "path" for _ in range(4000)])
+    assert 0.27 < share < 0.33
+    with pytest.raises(ValueError, match="other_view_share"):
+        ViewMix(time, 1.5)
+
+
+def test_training_data_lays_each_example_out_as_the_view_mix_picks():
+    """A slow trace takes the 96-frame cap in time and far fewer frames along its path: the
+    view each training example was given shows in its frames."""
+    slow = Swipe(_trace("help", [900, 900, 900]), KEYBOARD, "help")
+    time, path = FeatureSpec(alphabet=ALPHABET), FeatureSpec(alphabet=ALPHABET, resample="path")
+    in_time = swipe_features(slow.points, KEYBOARD, time)
+    along_path = swipe_features(slow.points, KEYBOARD, path)
+    assert len(in_time) == time.max_frames and len(along_path) < 70
+
+    as_is = SwipeDataset.from_swipes([slow] * 3, time)
+    all_path = SwipeDataset.from_swipes([slow] * 3, time, ViewMix(time, 1.0))
+    for plain, other in zip(as_is.features, all_path.features, strict=True):
+        np.testing.assert_array_equal(plain, in_time)
+        np.testing.assert_array_equal(other, along_path)
+
+    augmented = AugmentedSwipes([slow], time, AugmentConfig(), seed=0, views=ViewMix(time, 0.5))
+    lengths = [len(augmented.examples([0])[0][0]) for _ in range(40)]
+    assert lengths.count(time.max_frames) in range(8, 33)  # both views, about half each
+    assert max(n for n in lengths if n != time.max_frames) < 70
+
+
+def test_a_decoder_reads_the_same_model_through_the_other_view(small_trained, small_lexicon):
+    spec, model, _, test = small_trained
+    decoder = spec.build_decoder(model, small_lexicon)
+    path = replace(decoder.spec, resample="path")
+    second = decoder.with_features(path)
+    built = replace(spec, resample="path").build_decoder(model, small_lexicon)
+    traces = [(s.points, s.keyboard) for s in test[:6]]
+    for ours, theirs, first in zip(
+        second.frame_log_probs(traces),
+        built.frame_log_probs(traces),
+        decoder.frame_log_probs(traces),
+        strict=True,
+    ):
+        torch.testing.assert_close(ours, theirs)
+        assert ours.shape != first.shape or not torch.equal(ours, first)
+    assert decoder.spec.resample == "time"  # the first view is untouched
+    with pytest.raises(ValueError, match="alphabet"):
+        decoder.with_features(replace(path, alphabet="abc"))

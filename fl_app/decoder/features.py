@@ -41,6 +41,11 @@ class FeatureSpec:
         return 8 + len(self.alphabet)
 
 
+def other_view(resample: str) -> str:
+    """The other way of laying frames over a trace: a second view of the same swipe."""
+    return "path" if resample == "time" else "time"
+
+
 def resample_in_time(points: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     """(n, 3) points -> (m, 2) positions at uniform times, m within [min_frames, max_frames]."""
     return _resample_along(points[:, :2], points[:, 2] - points[0, 2], spec.frame_ms, spec)

@@ -198,6 +198,16 @@ class LearnedDecoder:
         other._targets = self._lexicon_targets()
         return other
 
+    def with_features(self, spec: FeatureSpec) -> LearnedDecoder:
+        """This decoder reading traces through `spec` (the same alphabet; frames laid out
+        another way, a second view for a model trained on both), sharing the rest."""
+        if spec.alphabet != self.spec.alphabet:
+            raise ValueError("a decoder's features keep its alphabet: its CTC targets use it")
+        other = copy.copy(self)
+        other.spec = spec
+        other._targets = self._lexicon_targets()
+        return other
+
     @property
     def lexicon(self) -> Lexicon:
         return self.template.lexicon

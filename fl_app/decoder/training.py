@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Protocol
 
 import numpy as np
@@ -15,7 +15,13 @@ import torch
 import torch.nn.functional as F
 
 from fl_app.decoder.augment import AugmentConfig, augment_points
-from fl_app.decoder.features import FeatureSpec, encode_word, frame_count, swipe_features
+from fl_app.decoder.features import (
+    FeatureSpec,
+    encode_word,
+    frame_count,
+    other_view,
+    swipe_features,
+)
 from fl_app.decoder.model import SwipeModel
 from fl_app.decoder.swipe import Swipe
 
@@ -78,12 +84,15 @@ class SwipeDataset:
         self.lengths = np.array([len(f) for f in features], dtype=np.int64)
 
     @classmethod
-    def from_swipes(cls, swipes: Sequence[Swipe], spec: FeatureSpec) -> SwipeDataset:
+    def from_swipes(
+        cls, swipes: Sequence[Swipe], spec: FeatureSpec, views: ViewMix | None = None
+    ) -> SwipeDataset:
+        """`views`: each swipe's frames laid out one way or the other once, for the run."""
         feats, targets = [], []
         for s in swipes:
             if s.word is None or not all(ch in spec.alphabet for ch in s.word):
                 continue
-            f = swipe_features(s.points, s.keyboard, spec)
+            f = swipe_features(s.points, s.keyboard, views.pick() if views else spec)
             if not np.isfinite(f).all():  # a degenerate row an older version stored
                 continue
             feats.append(f)
@@ -100,17 +109,40 @@ class SwipeDataset:
         return collate(*self.examples(idx))
 
 
+class ViewMix:
+    """The model's own frame layout for most examples and, for a share of them, the other
+    one (frames along the path for a model whose frames are uniform in time, and the reverse):
+    one network that reads both views of a trace, so that a decoder may score a swipe under
+    both and average, as an ensemble of a time model and a path model does."""
+
+    def __init__(self, spec: FeatureSpec, other_share: float, seed: int = 0) -> None:
+        if not 0.0 <= other_share <= 1.0:
+            raise ValueError(f"other_view_share must lie in [0, 1], not {other_share}")
+        self.spec, self.other_share = spec, other_share
+        self.other = replace(spec, resample=other_view(spec.resample))
+        self.rng = np.random.default_rng([seed, 0x5F1E])
+
+    def pick(self) -> FeatureSpec:
+        return self.other if self.rng.random() < self.other_share else self.spec
+
+
 class AugmentedSwipes:
     """Labelled swipes whose features are computed per batch from a fresh augmentation
-    (fl_app/decoder/augment.py): a few thousand real swipes never look the same twice."""
+    (fl_app/decoder/augment.py): a few thousand real swipes never look the same twice.
+    `views`: each draw's frames laid out one way or the other afresh."""
 
     def __init__(
-        self, swipes: Sequence[Swipe], spec: FeatureSpec, augment: AugmentConfig, seed: int = 0
+        self,
+        swipes: Sequence[Swipe],
+        spec: FeatureSpec,
+        augment: AugmentConfig,
+        seed: int = 0,
+        views: ViewMix | None = None,
     ) -> None:
         letters = set(spec.alphabet)
         self.swipes = [s for s in swipes if s.word is not None and letters.issuperset(s.word)]
         self.targets = [encode_word(str(s.word), spec.alphabet) for s in self.swipes]
-        self.spec, self.augment = spec, augment
+        self.spec, self.augment, self.views = spec, augment, views
         self.rng = np.random.default_rng(seed)
         self.lengths = np.array([frame_count(s.points, s.keyboard, spec) for s in self.swipes])
 
@@ -122,7 +154,8 @@ class AugmentedSwipes:
         for i in idx:
             s = self.swipes[i]
             points = augment_points(s.points, s.keyboard, self.augment, self.rng)
-            feats.append(swipe_features(points, s.keyboard, self.spec))
+            spec = self.views.pick() if self.views else self.spec
+            feats.append(swipe_features(points, s.keyboard, spec))
         return feats, [self.targets[i] for i in idx]
 
 

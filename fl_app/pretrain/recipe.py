@@ -40,6 +40,7 @@ from fl_app.decoder.training import (
     Progress,
     SwipeDataset,
     TrainConfig,
+    ViewMix,
     train,
 )
 from fl_app.decoder.tuning import tune_fusion
@@ -129,13 +130,22 @@ def run(cfg: PretrainConfig, log: Callable[[str], None] = print) -> dict[str, An
     )
     n_synthetic = len(synthetic)
     parts, repeats = [], []
+    share = cfg.data.other_view_share
+
+    def views(seed: int) -> ViewMix | None:
+        return ViewMix(spec.features, share, seed) if share else None
+
     if synthetic:
-        parts.append(SwipeDataset.from_swipes(synthetic, spec.features))
+        parts.append(SwipeDataset.from_swipes(synthetic, spec.features, views(cfg.seed)))
         repeats.append(1)
     del synthetic  # the features are all training needs
     if real:
         augmented = AugmentedSwipes(
-            [r.swipe for r in real], spec.features, cfg.data.augment, seed=cfg.seed
+            [r.swipe for r in real],
+            spec.features,
+            cfg.data.augment,
+            seed=cfg.seed,
+            views=views(cfg.seed + 1),
         )
         parts.append(augmented)
         repeats.append(cfg.data.real_repeats)
