@@ -152,3 +152,15 @@ def test_a_decoder_reads_the_same_model_through_the_other_view(small_trained, sm
     assert decoder.spec.resample == "time"  # the first view is untouched
     with pytest.raises(ValueError, match="alphabet"):
         decoder.with_features(replace(path, alphabet="abc"))
+
+
+def test_the_recipe_refuses_a_view_share_outside_0_to_1_before_making_data():
+    from fl_app.pretrain.config import PretrainConfig
+    from fl_app.pretrain.recipe import run
+
+    cfg = PretrainConfig()
+    cfg.data.other_view_share = 1.5
+    cfg.train.threads = 0  # leave this process's torch threads alone
+    cfg.data.real_parts = ["no-such-part"]  # reached only if the share passed
+    with pytest.raises(ValueError, match="other_view_share must lie in"):
+        run(cfg, log=lambda line: None)

@@ -110,10 +110,13 @@ class SwipeDataset:
 
 
 class ViewMix:
-    """The model's own frame layout for most examples and, for a share of them, the other
+    """The model's own frame layout for its examples but a share of them, which get the other
     one (frames along the path for a model whose frames are uniform in time, and the reverse):
-    one network that reads both views of a trace, so that a decoder may score a swipe under
-    both and average, as an ensemble of a time model and a path model does."""
+    one network that reads both views of a trace, which a decoder may score both ways and
+    average (`LearnedDecoder.with_features`). Measured in docs/pretraining.md: reading a
+    swipe both ways does not give what two separately trained models of the two views give.
+    Batches are still bucketed by the model's own view's frame counts: the other view's rows
+    only take more padding."""
 
     def __init__(self, spec: FeatureSpec, other_share: float, seed: int = 0) -> None:
         if not 0.0 <= other_share <= 1.0:

@@ -122,6 +122,10 @@ def run(cfg: PretrainConfig, log: Callable[[str], None] = print) -> dict[str, An
         torch.set_num_threads(cfg.train.threads)
     t0 = time.perf_counter()
     spec = decoder_spec(cfg)
+    share = cfg.data.other_view_share
+    # Made first, so a share outside [0, 1] is refused before minutes of data generation.
+    synthetic_views = ViewMix(spec.features, share, cfg.seed) if share else None
+    real_views = ViewMix(spec.features, share, cfg.seed + 1) if share else None
     real = load_real(cfg.data.real_parts) if cfg.data.real_parts else []
     val = _limited(load_real("public-val"), cfg)
     habits = habit_bank(cfg)
@@ -130,13 +134,8 @@ def run(cfg: PretrainConfig, log: Callable[[str], None] = print) -> dict[str, An
     )
     n_synthetic = len(synthetic)
     parts, repeats = [], []
-    share = cfg.data.other_view_share
-
-    def views(seed: int) -> ViewMix | None:
-        return ViewMix(spec.features, share, seed) if share else None
-
     if synthetic:
-        parts.append(SwipeDataset.from_swipes(synthetic, spec.features, views(cfg.seed)))
+        parts.append(SwipeDataset.from_swipes(synthetic, spec.features, synthetic_views))
         repeats.append(1)
     del synthetic  # the features are all training needs
     if real:
@@ -145,7 +144,7 @@ def run(cfg: PretrainConfig, log: Callable[[str], None] = print) -> dict[str, An
             spec.features,
             cfg.data.augment,
             seed=cfg.seed,
-            views=views(cfg.seed + 1),
+            views=real_views,
         )
         parts.append(augmented)
         repeats.append(cfg.data.real_repeats)
