@@ -77,7 +77,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--limit", type=int, default=0, help="swipes per part (0: all; a quick check)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.other_view and not args.members:
+        p.error("--other-view reads each member the other way: name them with --members DIR")
+    return args
 
 
 def _shifted(points: np.ndarray, kb: Keyboard, dx: float, dy: float) -> np.ndarray:
