@@ -9,6 +9,13 @@ softmax over the truth and those competitors, each scored as decoding scores it:
 log-likelihood (which the model moves) plus its fixed template, prior and length evidence (a
 speech recogniser's MMI sequence training, with the decoder's own shortlist as the lattice).
 The CTC loss of the truth stays in the objective, so the letter posteriors keep their meaning.
+
+With `teachers` (other trained models, each reading the trace through its own features), the
+target of that softmax is part the truth and part the teachers' own choice among the same
+candidates: their CTC log-likelihoods averaged, plus the same fixed evidence (an ensemble's
+decision, distilled into one network so that serving it costs one network's work). Measured
+and not shipped: on public-val it costs 0.1 to 0.5 points against the truth alone
+(`bench/word_level_teachers.py`, docs/pretraining.md).
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -51,6 +58,10 @@ class DiscriminativeConfig:
     synthetic_users: int = 400  # fresh synthetic users mined for the stage
     synthetic_seed: int = 7
     mu: float = 0.0  # FedProx proximal weight (a federated round's word-level training)
+    # checkpoint folders of trained models whose averaged choice among the candidates is
+    # part of the target (none: the truth alone), and that part's weight
+    teachers: list[str] = field(default_factory=list)
+    teacher_share: float = 0.5
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -91,11 +102,19 @@ def mine_choices(
     return choices
 
 
-def word_level_losses(
+@dataclass(frozen=True)
+class Teacher:
+    """A trained model and the features it reads traces through (its own view of them)."""
+
+    model: SwipeModel
+    spec: FeatureSpec
+
+
+def candidate_scores(
     model: SwipeModel, features: Sequence[np.ndarray], choices: Sequence[WordChoice]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean CTC loss of the truths per letter, mean negative log-probability of the truth
-    among each swipe's candidates)."""
+    """(each swipe's candidates scored as decoding scores them, in a (swipes, candidates) table
+    with missing candidates at -inf; the truths' CTC loss per letter, one per swipe)."""
     counts = [len(c.targets) for c in choices]
     x, lengths, flat, target_len = collate(features, [t for c in choices for t in c.targets])
     logp, out_len = model(x, lengths)
@@ -112,15 +131,50 @@ def word_level_losses(
     )
     offsets = torch.from_numpy(np.concatenate([c.offsets for c in choices]))
     scores = torch.where(target_len <= frames, offsets - nll, torch.full_like(nll, IMPOSSIBLE))
-    # (swipes, candidates) with missing candidates at -inf: one softmax per swipe
-    width = max(counts)
     slot = torch.cat([torch.arange(k) for k in counts])
-    table = torch.full((len(choices), width), float("-inf"))
+    table = torch.full((len(choices), max(counts)), float("-inf"))
     table = table.index_put((owner, slot), scores)
     truth = torch.tensor(np.cumsum([0, *counts[:-1]]))
-    ctc = (nll[truth] / target_len[truth]).mean()
-    word = -torch.log_softmax(table, dim=1)[:, 0].mean()
-    return ctc, word
+    return table, nll[truth] / target_len[truth]
+
+
+def teacher_choice(
+    teachers: Sequence[Teacher], points: Sequence[np.ndarray], choices: Sequence[WordChoice]
+) -> torch.Tensor:
+    """The teachers' probability of each candidate of each swipe (rows as `candidate_scores`):
+    a softmax over their CTC log-likelihoods averaged plus the fixed evidence, which is the
+    score an ensemble of them decodes with."""
+    features: dict[FeatureSpec, list[np.ndarray]] = {}
+    with torch.no_grad():
+        tables = []
+        for t in teachers:
+            if t.spec not in features:
+                features[t.spec] = [
+                    swipe_features(p, c.swipe.keyboard, t.spec) for p, c in zip(points, choices)
+                ]
+            tables.append(candidate_scores(t.model, features[t.spec], choices)[0])
+        return torch.softmax(torch.stack(tables).mean(dim=0), dim=1)
+
+
+def word_level_losses(
+    model: SwipeModel,
+    features: Sequence[np.ndarray],
+    choices: Sequence[WordChoice],
+    soft: torch.Tensor | None = None,
+    soft_share: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean CTC loss of the truths per letter, mean cross-entropy of each swipe's candidates
+    against its target: the truth, or with `soft` (rows as `candidate_scores`) a mixture that
+    gives `soft_share` to `soft` and the rest to the truth)."""
+    table, truth_ctc = candidate_scores(model, features, choices)
+    logp = torch.log_softmax(table, dim=1)
+    target = torch.zeros_like(logp)
+    target[:, 0] = 1.0
+    if soft is not None and soft_share:
+        target = (1.0 - soft_share) * target + soft_share * soft
+    # missing candidates: -inf log-probability, zero target
+    word = -torch.where(target > 0, target * logp, torch.zeros_like(logp)).sum(dim=1).mean()
+    return truth_ctc.mean(), word
 
 
 def fine_tune(
@@ -133,11 +187,16 @@ def fine_tune(
     seed: int = 0,
     progress: Callable[[int, float, float], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    teachers: Sequence[Teacher] = (),
 ) -> dict[str, float]:
     """Fine-tune `model` in place on the word-level objective; real swipes are augmented
     afresh each time they are drawn (as in CTC training; `augment=None`: as stored), synthetic
-    ones are used as made. `should_stop` (checked before each step) ends it early: the
-    returned `steps` counts the steps taken."""
+    ones are used as made. `teachers` score every batch as the student sees it (the same
+    augmented trace, each through its own features), and `config.teacher_share` of the target
+    is their choice. `should_stop` (checked before each step) ends it early: the returned
+    `steps` counts the steps taken."""
+    if teachers and not 0.0 <= config.teacher_share <= 1.0:
+        raise ValueError(f"teacher_share must be within [0, 1], got {config.teacher_share}")
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -162,17 +221,15 @@ def fine_tune(
             batch += [
                 synthetic[i] for i in rng.integers(len(synthetic), size=config.batch_size - n_real)
             ]
-        features = [
-            swipe_features(
-                augment_points(c.swipe.points, c.swipe.keyboard, augment, rng)
-                if k < n_real and augment is not None
-                else c.swipe.points,
-                c.swipe.keyboard,
-                spec,
-            )
+        points = [
+            augment_points(c.swipe.points, c.swipe.keyboard, augment, rng)
+            if k < n_real and augment is not None
+            else c.swipe.points
             for k, c in enumerate(batch)
         ]
-        ctc, word = word_level_losses(model, features, batch)
+        features = [swipe_features(p, c.swipe.keyboard, spec) for p, c in zip(points, batch)]
+        soft = teacher_choice(teachers, points, batch) if teachers else None
+        ctc, word = word_level_losses(model, features, batch, soft, config.teacher_share)
         loss = proximal.add_to(ctc + config.word_weight * word, model)
         apply_gradients(model, opt, loss, config.grad_clip)
         sched.step()

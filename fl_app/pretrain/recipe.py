@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from fl_app.checkpoints.format import read_checkpoint_dir
 from fl_app.datasets.real import (
     CITATION,
     RealSwipe,
@@ -30,10 +31,10 @@ from fl_app.datasets.real_eval import (
     measure_on_real,
     tuned_template,
 )
-from fl_app.decoder.discriminative import fine_tune, mine_choices
+from fl_app.decoder.discriminative import Teacher, fine_tune, mine_choices
 from fl_app.decoder.model import SwipeModel, count_parameters
 from fl_app.decoder.ranking import LearnedDecoder
-from fl_app.decoder.spec import DecoderSpec, model_arrays
+from fl_app.decoder.spec import DecoderSpec, load_arrays, model_arrays
 from fl_app.decoder.training import (
     AugmentedSwipes,
     MixedDataset,
@@ -243,6 +244,7 @@ def _word_level_stage(
     on them (fl_app/decoder/discriminative.py): the real people the model trained on, and
     fresh synthetic users of their own seed."""
     dc = cfg.discriminative
+    teachers, teacher_records = load_teachers(dc.teachers, spec)
     t0 = time.perf_counter()
     real_choices = mine_choices(decoder, [r.swipe for r in real], dc.candidates)
     synthetic = synthetic_swipes(cfg, spec, dc.synthetic_users, dc.synthetic_seed, habits)
@@ -266,13 +268,43 @@ def _word_level_stage(
         cfg.data.augment,
         seed=cfg.seed,
         progress=progress,
+        teachers=teachers,
     )
     return {
         **result,
+        "teachers": teacher_records,
         "mined": {"real": len(real_choices), "synthetic": len(synthetic_choices)},
         "offered": {"real": len(real), "synthetic": len(synthetic)},
         "mining_seconds": t_mine,
     }
+
+
+def load_teachers(
+    directories: list[str], spec: DecoderSpec
+) -> tuple[list[Teacher], list[dict[str, Any]]]:
+    """The word-level stage's teachers (checkpoint folders, verified as a release is) and what
+    the manifest says of them. A teacher must spell words as the student does: its lexicon and
+    language are the student's; its architecture and frames may differ."""
+    teachers, records = [], []
+    for directory in directories:
+        tensors, manifest = read_checkpoint_dir(directory)
+        theirs = DecoderSpec.from_manifest(manifest["decoder"])
+        if (theirs.language, theirs.lexicon_size) != (spec.language, spec.lexicon_size):
+            raise ValueError(
+                f"teacher {directory} decodes {theirs.lexicon_size} {theirs.language!r} words; "
+                f"the recipe's model {spec.lexicon_size} {spec.language!r} words"
+            )
+        model = theirs.build_model(device=torch.device("cpu"))
+        load_arrays(model, tensors)
+        teachers.append(Teacher(model.eval(), theirs.features))
+        records.append(
+            {
+                "dir": str(directory),
+                "sha256": manifest["sha256"],
+                "resample": theirs.resample,
+            }
+        )
+    return teachers, records
 
 
 def _figures(spec, model, swipes, val, conditions, log) -> dict[str, dict[str, float]]:
