@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     base = spec.build_model(device=torch.device("cpu"))
     load_arrays(base, tensors)
     base.eval()
-    teachers, records = load_teachers(args.teachers, spec)
+    teachers, records = load_teachers(replace(cfg.discriminative, teachers=args.teachers), spec)
     val, dev = load_real("public-val"), load_real("dev")
     real = load_real(cfg.data.real_parts)
 

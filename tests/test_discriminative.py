@@ -205,11 +205,30 @@ def test_the_recipe_loads_teachers_with_their_own_frames_and_refuses_another_lex
     for name, s in (("along", along), ("other", other)):
         model = s.build_model(seed=0, device=None)
         write_checkpoint_dir(tmp_path / name, model_arrays(model), {"decoder": s.to_manifest()})
-    (teacher,), (record,) = load_teachers([str(tmp_path / "along")], spec)
+    dc = DiscriminativeConfig(teachers=[str(tmp_path / "along")])
+    (teacher,), (record,) = load_teachers(dc, spec)
     assert teacher.spec == along.features and teacher.spec.resample == "path"
     assert record["resample"] == "path" and not teacher.model.training
     with pytest.raises(ValueError, match="400"):
-        load_teachers([str(tmp_path / "along"), str(tmp_path / "other")], spec)
+        load_teachers(replace(dc, teachers=[*dc.teachers, str(tmp_path / "other")]), spec)
+
+
+@pytest.mark.parametrize(
+    "teachers, share, refusal",
+    [(["no-such-teacher"], 0.5, "no-such-teacher"), ([str(base_dir())], 1.5, "teacher_share")],
+)
+def test_the_recipe_refuses_a_bad_teacher_before_making_data(teachers, share, refusal):
+    """A missing teacher or a share outside [0, 1] is refused at once, not after an hour of
+    CTC training (the data it would read first names a part that does not exist)."""
+    from fl_app.pretrain.config import PretrainConfig
+    from fl_app.pretrain.recipe import run
+
+    cfg = PretrainConfig()
+    cfg.discriminative.teachers, cfg.discriminative.teacher_share = teachers, share
+    cfg.train.threads = 0  # leave this process's torch threads alone
+    cfg.data.real_parts = ["no-such-part"]  # reached only if the teachers passed
+    with pytest.raises((ValueError, OSError), match=refusal):
+        run(cfg, log=lambda line: None)
 
 
 def test_a_local_round_reports_progress_and_stops_when_asked(mined):

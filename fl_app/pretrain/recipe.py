@@ -31,7 +31,12 @@ from fl_app.datasets.real_eval import (
     measure_on_real,
     tuned_template,
 )
-from fl_app.decoder.discriminative import Teacher, fine_tune, mine_choices
+from fl_app.decoder.discriminative import (
+    DiscriminativeConfig,
+    Teacher,
+    fine_tune,
+    mine_choices,
+)
 from fl_app.decoder.model import SwipeModel, count_parameters
 from fl_app.decoder.ranking import LearnedDecoder
 from fl_app.decoder.spec import DecoderSpec, load_arrays, model_arrays
@@ -127,6 +132,8 @@ def run(cfg: PretrainConfig, log: Callable[[str], None] = print) -> dict[str, An
     # Made first, so a share outside [0, 1] is refused before minutes of data generation.
     synthetic_views = ViewMix(spec.features, share, cfg.seed) if share else None
     real_views = ViewMix(spec.features, share, cfg.seed + 1) if share else None
+    # Loaded first too: a missing or mismatched teacher is refused before an hour of training.
+    teachers = load_teachers(cfg.discriminative, spec)
     real = load_real(cfg.data.real_parts) if cfg.data.real_parts else []
     val = _limited(load_real("public-val"), cfg)
     habits = habit_bank(cfg)
@@ -184,7 +191,7 @@ def run(cfg: PretrainConfig, log: Callable[[str], None] = print) -> dict[str, An
     decoder.fusion, _ = tune_fusion(decoder, [r.swipe for r in val])
     word_level = None
     if cfg.discriminative.steps and (real or cfg.discriminative.synthetic_users):
-        word_level = _word_level_stage(cfg, spec, model, decoder, real, habits, log)
+        word_level = _word_level_stage(cfg, spec, model, decoder, real, habits, teachers, log)
         decoder.fusion, _ = tune_fusion(decoder, [r.swipe for r in val])  # the model moved
     spec = replace(spec, template=params, fusion=decoder.fusion)
 
@@ -238,13 +245,14 @@ def _word_level_stage(
     decoder: LearnedDecoder,
     real: list[RealSwipe],
     habits: HabitBank | None,
+    teachers: tuple[list[Teacher], list[dict[str, Any]]],
     log: Callable[[str], None],
 ) -> dict[str, Any]:
     """Mine each training swipe's close calls with the tuned decoder, then fine-tune the model
     on them (fl_app/decoder/discriminative.py): the real people the model trained on, and
     fresh synthetic users of their own seed."""
     dc = cfg.discriminative
-    teachers, teacher_records = load_teachers(dc.teachers, spec)
+    models, records = teachers
     t0 = time.perf_counter()
     real_choices = mine_choices(decoder, [r.swipe for r in real], dc.candidates)
     synthetic = synthetic_swipes(cfg, spec, dc.synthetic_users, dc.synthetic_seed, habits)
@@ -268,11 +276,11 @@ def _word_level_stage(
         cfg.data.augment,
         seed=cfg.seed,
         progress=progress,
-        teachers=teachers,
+        teachers=models,
     )
     return {
         **result,
-        "teachers": teacher_records,
+        "teachers": records,
         "mined": {"real": len(real_choices), "synthetic": len(synthetic_choices)},
         "offered": {"real": len(real), "synthetic": len(synthetic)},
         "mining_seconds": t_mine,
@@ -280,13 +288,15 @@ def _word_level_stage(
 
 
 def load_teachers(
-    directories: list[str], spec: DecoderSpec
+    dc: DiscriminativeConfig, spec: DecoderSpec
 ) -> tuple[list[Teacher], list[dict[str, Any]]]:
-    """The word-level stage's teachers (checkpoint folders, verified as a release is) and what
-    the manifest says of them. A teacher must spell words as the student does: its lexicon and
-    language are the student's; its architecture and frames may differ."""
+    """The word-level stage's teachers (`dc.teachers`: checkpoint folders, verified as a release
+    is) and what the manifest says of them. A teacher must spell words as the student does: its
+    lexicon and language are the student's; its architecture and frames may differ."""
+    if dc.teachers and not 0.0 <= dc.teacher_share <= 1.0:
+        raise ValueError(f"teacher_share must be within [0, 1], got {dc.teacher_share}")
     teachers, records = [], []
-    for directory in directories:
+    for directory in dc.teachers:
         tensors, manifest = read_checkpoint_dir(directory)
         theirs = DecoderSpec.from_manifest(manifest["decoder"])
         if (theirs.language, theirs.lexicon_size) != (spec.language, spec.lexicon_size):
