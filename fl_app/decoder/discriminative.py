@@ -228,7 +228,8 @@ def fine_tune(
             for k, c in enumerate(batch)
         ]
         features = [swipe_features(p, c.swipe.keyboard, spec) for p, c in zip(points, batch)]
-        soft = teacher_choice(teachers, points, batch) if teachers else None
+        distil = teachers and config.teacher_share > 0
+        soft = teacher_choice(teachers, points, batch) if distil else None
         ctc, word = word_level_losses(model, features, batch, soft, config.teacher_share)
         loss = proximal.add_to(ctc + config.word_weight * word, model)
         apply_gradients(model, opt, loss, config.grad_clip)
