@@ -45,7 +45,6 @@ import torch
 from report_header import report_header, write_report
 
 from fl_app.base import base_dir
-from fl_app.checkpoints.format import read_checkpoint_dir
 from fl_app.datasets.real import CITATION, RealSwipe, load_real
 from fl_app.datasets.real_eval import LexiconCondition, ranks, user_bootstrap
 from fl_app.decoder.evaluation import metrics_from_ranks
@@ -53,7 +52,7 @@ from fl_app.decoder.features import other_view
 from fl_app.decoder.keyboard import Keyboard
 from fl_app.decoder.lexicon import Lexicon
 from fl_app.decoder.ranking import LearnedDecoder
-from fl_app.decoder.spec import DecoderSpec, load_arrays
+from fl_app.decoder.spec import DecoderSpec, read_model_dir
 from fl_app.decoder.tuning import FUSION_TEMPLATE_GRID, LENGTH_BONUS_GRID, PRIOR_GRID, tune_fusion
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "decoding-levers.md"
@@ -244,14 +243,6 @@ def measure(lever: Lever, val: Evidence, dev: Evidence) -> dict:
     }
 
 
-def load_model(directory: Path) -> tuple[DecoderSpec, torch.nn.Module]:
-    tensors, manifest = read_checkpoint_dir(directory)
-    spec = DecoderSpec.from_manifest(manifest["decoder"])
-    model = spec.build_model(device=torch.device("cpu"))
-    load_arrays(model, tensors)
-    return spec, model.eval()
-
-
 def lexicon_sizes(
     spec: DecoderSpec, model: torch.nn.Module, sizes: list[int], parts: dict[str, list[RealSwipe]]
 ) -> list[str]:
@@ -294,13 +285,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    spec, model = load_model(base_dir("en"))
+    spec, model, _ = read_model_dir(base_dir("en"))
     parts = {p: load_real(p)[: args.limit or None] for p in PARTS}
     evidence = {}
     for part, swipes in parts.items():
         decoder = spec.build_decoder(model, CONDITION.build([r.swipe.word for r in swipes]))
         evidence[part] = gather(decoder, swipes)
-        others = [load_model(folder) for folder in args.members]
+        others = [read_model_dir(folder)[:2] for folder in args.members]
         others = [m_spec.build_decoder(m_model, decoder.lexicon) for m_spec, m_model in others]
         if others:
             evidence[part].ctc.update(score_members(evidence[part], decoder, others))

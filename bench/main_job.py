@@ -36,7 +36,7 @@ from fl_app.checkpoints.format import read_checkpoint_dir
 from fl_app.datasets.real import CITATION, load_real
 from fl_app.datasets.real_eval import ranks, user_bootstrap
 from fl_app.decoder.evaluation import metrics_from_ranks
-from fl_app.decoder.spec import DecoderSpec, load_arrays
+from fl_app.decoder.spec import DecoderSpec
 from fl_app.federation.config import compose, finalize
 from fl_app.federation.experiment import run_experiment
 from fl_app.federation.server import make_store
@@ -63,9 +63,7 @@ class RealJudge:
 
     def __call__(self, sha: str, spec: DecoderSpec, tensors: dict, part: str) -> list[bool]:
         if (sha, part) not in self.hits:
-            model = spec.build_model(device=torch.device("cpu"))
-            load_arrays(model, tensors)
-            decoder = spec.build_decoder(model.eval())
+            decoder = spec.build_decoder(spec.model_with(tensors))
             rk = ranks(decoder.decode_many, self.parts[part])
             self.hits[sha, part] = [r == 1 for r in rk]
             top1 = metrics_from_ranks(rk)["top1"]

@@ -29,20 +29,9 @@ from fl_app.datasets.real import CITATION, RealSwipe, load_real
 from fl_app.datasets.real_eval import RealFigure, coverage, measure_on_real
 from fl_app.decoder.lexicon import load_lexicon
 from fl_app.decoder.model import SwipeModel, count_parameters
-from fl_app.decoder.spec import DecoderSpec, load_arrays
+from fl_app.decoder.spec import DecoderSpec, read_model_dir
 
 OUT = Path(__file__).resolve().parent / "results" / "real.md"
-
-
-def load_model_dir(path: Path) -> tuple[DecoderSpec, SwipeModel]:
-    """A checkpoint folder (model.safetensors + manifest.json) as a spec and an eval model."""
-    from fl_app.checkpoints.format import read_checkpoint_dir
-
-    tensors, manifest = read_checkpoint_dir(path)
-    spec = DecoderSpec.from_manifest(manifest["decoder"])
-    model = spec.build_model(device=torch.device("cpu"))
-    load_arrays(model, tensors)
-    return spec, model.eval()
 
 
 def decode_latency(spec: DecoderSpec, model: SwipeModel, swipes: list[RealSwipe]) -> dict:
@@ -93,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     models = {}
     for item in args.model:
         label, _, path = item.rpartition("=")
-        models[label or path] = load_model_dir(Path(path))
+        models[label or path] = read_model_dir(path)[:2]
     t0 = time.perf_counter()
     dev, val = load_real("dev"), load_real("public-val")
     rows = measure_on_real(models, dev, val)

@@ -45,7 +45,7 @@ from fl_app.checkpoints.format import read_checkpoint_dir
 from fl_app.datasets.importer import import_file
 from fl_app.datasets.real import CITATION, load_real, real_swipes_file, stratified_sample
 from fl_app.datasets.real_eval import LexiconCondition, measure_on_real, user_bootstrap
-from fl_app.decoder.spec import DecoderSpec, load_arrays, model_arrays
+from fl_app.decoder.spec import DecoderSpec, model_arrays
 from fl_app.decoder.training import SwipeDataset, TrainConfig, train
 from fl_app.federation.config import compose, finalize
 from fl_app.federation.evaluation import Evaluator
@@ -169,8 +169,7 @@ def federate(
 
 
 def centralized(args, spec, init, swipes, passes: float, lr: float, seed: int) -> dict:
-    model = spec.build_model(device=torch.device("cpu"))
-    load_arrays(model, init)
+    model = spec.model_with(init)
     data = SwipeDataset.from_swipes(swipes, spec.features)
     config = TrainConfig(
         epochs=passes, lr=lr, batch_size=args.batch, weight_decay=1e-4, grad_clip=1.0, seed=seed
@@ -187,9 +186,7 @@ def dev_figures(models: dict[str, tuple[DecoderSpec, dict]], dev, val) -> dict:
     """label -> condition -> figure, every weight tuned on public-val."""
     built = {}
     for label, (spec, tensors) in models.items():
-        model = spec.build_model(device=torch.device("cpu"))
-        load_arrays(model, tensors)
-        built[label] = (spec, model.eval())
+        built[label] = (spec, spec.model_with(tensors))
     out: dict[str, dict] = {}
     for fig in measure_on_real(built, dev, val, CONDITIONS, template=False, log=print):
         out.setdefault(fig.decoder, {})[fig.condition] = fig

@@ -54,7 +54,7 @@ sys.path.insert(0, str(ROOT))
 from fl_app.checkpoints import CheckpointStore, LocalDirBackend  # noqa: E402
 from fl_app.decoder.lexicon import load_lexicon  # noqa: E402
 from fl_app.decoder.model import serving_module  # noqa: E402
-from fl_app.decoder.spec import DecoderSpec, load_arrays, model_arrays  # noqa: E402
+from fl_app.decoder.spec import DecoderSpec, model_arrays  # noqa: E402
 from fl_app.swipes.store import SwipeStore  # noqa: E402
 from fl_app.synthetic.users import make_user  # noqa: E402
 
@@ -278,8 +278,7 @@ def raw_decode(
     torch.set_num_threads(1)
     pointer = store.read_release()
     ckpt = store.load(pointer["run_id"], pointer["round"])
-    model = spec.build_model(device=torch.device("cpu"))
-    load_arrays(model, ckpt.tensors)
+    model = spec.model_with(ckpt.tensors)
     decoder = spec.build_decoder(serving_module(model, quantize))
     for s in swipes[:20]:  # warm: templates per keyboard, torch kernels
         decoder.decode(s.points, s.keyboard, k=4)

@@ -27,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from decoding_levers import load_model
 from report_header import report_header, write_report
 
 from fl_app.base import base_dir
@@ -35,6 +34,7 @@ from fl_app.datasets.real import CITATION, load_real
 from fl_app.datasets.real_eval import LexiconCondition, ranks
 from fl_app.decoder.features import collapse_repeats
 from fl_app.decoder.lexicon import load_lexicon
+from fl_app.decoder.spec import read_model_dir
 from fl_app.decoder.swipe import Swipe
 from fl_app.pretrain.config import DataSettings
 from fl_app.synthetic.habits import HabitBank, build_bank
@@ -85,7 +85,7 @@ def generated(users: int, lexicon, habits: HabitBank | None = None, share: float
 
 
 def top1_hits(directory: Path, swipes, lexicon) -> np.ndarray:
-    spec, model = load_model(directory)
+    spec, model, _ = read_model_dir(directory)
     return np.array([r == 1 for r in ranks(spec.build_decoder(model, lexicon).decode_many, swipes)])
 
 

@@ -30,13 +30,13 @@ import numpy as np
 import torch
 from report_header import report_header, write_report
 
-from fl_app.base import read_base
+from fl_app.base import base_dir
 from fl_app.datasets.real import CITATION, RealSwipe, load_real
 from fl_app.datasets.real_eval import CONDITIONS, RealFigure, measure_on_real, user_bootstrap
 from fl_app.decoder.discriminative import fine_tune, mine_choices
 from fl_app.decoder.model import SwipeModel
 from fl_app.decoder.ranking import LearnedDecoder
-from fl_app.decoder.spec import DecoderSpec, load_arrays
+from fl_app.decoder.spec import DecoderSpec, read_model_dir
 from fl_app.decoder.tuning import tune_fusion
 from fl_app.pretrain.config import PretrainConfig
 from fl_app.pretrain.recipe import SHIPPED, load_teachers, synthetic_swipes
@@ -78,7 +78,7 @@ def arm(
         dc,
         cfg.data.augment,
         seed=cfg.seed,
-        teachers=teachers if share else (),
+        teachers=teachers,
     )
     seconds = time.perf_counter() - t0
     decoder = LearnedDecoder(model, spec.features, SHIPPED.build([]), spec.template, spec.fusion)
@@ -93,11 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     torch.set_num_threads(args.threads)
     cfg = PretrainConfig()
-    tensors, manifest = read_base()
-    spec = DecoderSpec.from_manifest(manifest["decoder"])
-    base = spec.build_model(device=torch.device("cpu"))
-    load_arrays(base, tensors)
-    base.eval()
+    spec, base, manifest = read_model_dir(base_dir("en"))
     teachers, records = load_teachers(replace(cfg.discriminative, teachers=args.teachers), spec)
     val, dev = load_real("public-val"), load_real("dev")
     real = load_real(cfg.data.real_parts)

@@ -32,6 +32,32 @@ def test_the_shipped_manifest_matches_its_tensors():
     assert {"public_val", "dev"} <= set(manifest["metrics"])
 
 
+def test_a_checkpoint_folder_reads_as_a_working_decoder_model(tmp_path):
+    """read_model_dir (benchmarks, the recipe's teachers) gives the folder's spec and tensors
+    in an eval-mode model, and refuses a folder whose tensors are not the manifest's."""
+    import shutil
+
+    import numpy as np
+
+    from fl_app.checkpoints import CheckpointCorrupt
+    from fl_app.decoder.spec import model_arrays, read_model_dir
+
+    spec, model, manifest = read_model_dir(base_dir("en"))
+    assert spec == base_spec("en") and manifest == base_manifest("en")
+    assert not model.training
+    tensors, _ = read_base("en")
+    loaded = model_arrays(model)
+    assert all(np.array_equal(loaded[name], tensors[name]) for name in tensors)
+
+    copy = tmp_path / "base"
+    shutil.copytree(base_dir("en"), copy)
+    data = bytearray((copy / MODEL_FILE).read_bytes())
+    data[-1] ^= 0xFF  # one flipped bit in the last tensor's bytes
+    (copy / MODEL_FILE).write_bytes(bytes(data))
+    with pytest.raises(CheckpointCorrupt):
+        read_model_dir(copy)
+
+
 def test_the_committed_synthetic_only_twin_saw_no_real_trace():
     """bench/real_federation.py starts from it: the base's recipe and architecture without
     real traces, so what federating over real people adds is measured from zero real data."""

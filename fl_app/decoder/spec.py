@@ -8,6 +8,8 @@ numpy arrays (safetensors on disk, Flower ArrayRecords on the wire), never as pi
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +63,13 @@ class DecoderSpec:
         torch.manual_seed(seed)
         return SwipeModel(self.model_config).to(device or pick_device())
 
+    def model_with(self, tensors: Mapping[str, np.ndarray]) -> SwipeModel:
+        """This spec's model on the CPU holding `tensors` (names and shapes checked by
+        `load_arrays`), in eval mode: training sets its own."""
+        model = self.build_model(device=torch.device("cpu"))
+        load_arrays(model, tensors)
+        return model.eval()
+
     def lexicon(self) -> Lexicon:
         return load_lexicon(self.language, self.lexicon_size)
 
@@ -92,6 +101,20 @@ class DecoderSpec:
         """The spec a manifest's decoder section describes, type-checked and bounded before
         anything is allocated; ``DecoderSpecError`` (a ValueError with a ``reason``) if not."""
         return cls(**read_decoder_section(section, SPEC_VERSIONS)).check()
+
+
+def read_model_dir(
+    directory: str | os.PathLike[str],
+) -> tuple[DecoderSpec, SwipeModel, dict[str, Any]]:
+    """A checkpoint folder (a release, the shipped base, a recipe's output) as its spec, its
+    eval model on the CPU and its manifest: sha256 and tensor table verified, the decoder
+    section bounded before the model is allocated."""
+    # Imported here: decoding needs no checkpoint store, and importing one pulls its backends.
+    from fl_app.checkpoints.format import read_checkpoint_dir
+
+    tensors, manifest = read_checkpoint_dir(directory)
+    spec = DecoderSpec.from_manifest(manifest["decoder"])
+    return spec, spec.model_with(tensors), manifest
 
 
 def model_arrays(model: torch.nn.Module) -> dict[str, np.ndarray]:

@@ -27,7 +27,7 @@ from flwr.clientapp import ClientApp
 from fl_app.decoder.discriminative import local_word_level_round
 from fl_app.decoder.evaluation import score_model
 from fl_app.decoder.ranking import LearnedDecoder
-from fl_app.decoder.spec import DecoderSpec, load_arrays, model_arrays
+from fl_app.decoder.spec import DecoderSpec, model_arrays
 from fl_app.decoder.swipe import Swipe, contract_swipes
 from fl_app.decoder.training import SwipeDataset, train
 from fl_app.federation import protocol as P
@@ -108,9 +108,7 @@ def _set_threads(context: Context) -> None:
 def _model(task: P.RoundTask, message: Message) -> torch.nn.Module:
     arrays = P.from_record(message.content[P.ARRAYS])
     require_finite(arrays, "the global model the server sent")
-    model = task.decoder.build_model(seed=0, device=torch.device("cpu"))
-    load_arrays(model, arrays)
-    return model
+    return task.decoder.model_with(arrays)
 
 
 _DECODERS: dict[str, LearnedDecoder] = {}  # this process's decoder per spec (one at a time)

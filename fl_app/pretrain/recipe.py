@@ -16,7 +16,6 @@ from typing import Any
 
 import torch
 
-from fl_app.checkpoints.format import read_checkpoint_dir
 from fl_app.datasets.real import (
     CITATION,
     RealSwipe,
@@ -39,7 +38,7 @@ from fl_app.decoder.discriminative import (
 )
 from fl_app.decoder.model import SwipeModel, count_parameters
 from fl_app.decoder.ranking import LearnedDecoder
-from fl_app.decoder.spec import DecoderSpec, load_arrays, model_arrays
+from fl_app.decoder.spec import DecoderSpec, model_arrays, read_model_dir
 from fl_app.decoder.training import (
     AugmentedSwipes,
     MixedDataset,
@@ -297,16 +296,13 @@ def load_teachers(
         raise ValueError(f"teacher_share must be within [0, 1], got {dc.teacher_share}")
     teachers, records = [], []
     for directory in dc.teachers:
-        tensors, manifest = read_checkpoint_dir(directory)
-        theirs = DecoderSpec.from_manifest(manifest["decoder"])
+        theirs, model, manifest = read_model_dir(directory)
         if (theirs.language, theirs.lexicon_size) != (spec.language, spec.lexicon_size):
             raise ValueError(
                 f"teacher {directory} decodes {theirs.lexicon_size} {theirs.language!r} words; "
                 f"the recipe's model {spec.lexicon_size} {spec.language!r} words"
             )
-        model = theirs.build_model(device=torch.device("cpu"))
-        load_arrays(model, tensors)
-        teachers.append(Teacher(model.eval(), theirs.features))
+        teachers.append(Teacher(model, theirs.features))
         records.append(
             {
                 "dir": str(directory),

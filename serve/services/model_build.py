@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 
 from fl_app.checkpoints.errors import CheckpointCorrupt
 from fl_app.checkpoints.format import check_tensor_table
@@ -17,7 +16,7 @@ from fl_app.decoder.keyboard import NAMED_LAYOUTS, Keyboard, named_keyboard
 from fl_app.decoder.lexicon import Lexicon
 from fl_app.decoder.model import serving_module
 from fl_app.decoder.ranking import LearnedDecoder
-from fl_app.decoder.spec import DecoderSpec, load_arrays
+from fl_app.decoder.spec import DecoderSpec
 from fl_app.decoder.spec_bounds import DecoderSpecError
 from fl_app.decoder.template import TemplateDecoder
 
@@ -102,8 +101,7 @@ def build_decoder(
     except DecoderSpecError as exc:
         raise CheckpointRefused(exc.reason, str(exc)) from None
     try:
-        model = spec.build_model(device=torch.device("cpu"))
-        load_arrays(model, tensors)
+        model = spec.model_with(tensors)
         lexicon = spec.lexicon()
     except (KeyError, TypeError, ValueError, FileNotFoundError, RuntimeError) as exc:
         raise CheckpointRefused("mismatch", f"decoder does not match the tensors: {exc}") from None

@@ -30,13 +30,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import torch
-
 from fl_app.decoder.discriminative import local_word_level_round
 from fl_app.decoder.evaluation import score_model
 from fl_app.decoder.model import SwipeModel
 from fl_app.decoder.ranking import LearnedDecoder
-from fl_app.decoder.spec import DecoderSpec, load_arrays, model_arrays
+from fl_app.decoder.spec import DecoderSpec, model_arrays
 from fl_app.decoder.swipe import Swipe, contract_swipes
 from fl_app.decoder.training import Progress, SwipeDataset, TrainConfig, train
 from fl_app.swipes.store import SwipeStore
@@ -201,17 +199,15 @@ class Personalizer:
         lexicon = spec.lexicon().with_words(words) if words else spec.lexicon()
 
         job.phase = "evaluating_release"
-        release = spec.build_model(device=torch.device("cpu"))
-        load_arrays(release, served.tensors)
+        release = spec.model_with(served.tensors)
         # One decoder: its lexicon's template banks and CTC targets serve the release's
         # score, the mining and the candidate's score (LearnedDecoder.with_model).
-        decoder = spec.build_decoder(release.eval(), lexicon)
+        decoder = spec.build_decoder(release, lexicon)
         held_data = SwipeDataset.from_swipes(heldout, spec.features)
         base_metrics = score_model(decoder, heldout, held_data)
 
         job.phase = "training"
-        model = spec.build_model(device=torch.device("cpu"))
-        load_arrays(model, served.tensors)
+        model = spec.model_with(served.tensors)
 
         def progress(p: Progress) -> None:
             job.step, job.total_steps, job.loss = p.step, p.total_steps, p.loss
