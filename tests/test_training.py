@@ -1,12 +1,14 @@
 """The shared training loop: learns, resumes from given weights, FedProx, progress, cancel."""
 
 import copy
+from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
 from fl_app.decoder.spec import load_arrays, model_arrays
-from fl_app.decoder.training import SwipeDataset, TrainConfig, mean_loss, train
+from fl_app.decoder.training import SwipeDataset, TrainConfig, check_ema, mean_loss, train
 from fl_app.synthetic.centralized import user_swipes
 
 
@@ -115,3 +117,38 @@ def test_a_non_finite_step_never_reaches_the_weights(small_trained, data):
     result = train(m, data, TrainConfig(epochs=1, lr=1e30, batch_size=8, seed=0))
     assert result.skipped_steps >= 1 and result.skipped_steps < result.steps
     assert all(np.isfinite(a).all() for a in model_arrays(m).values())
+
+
+def test_a_weight_average_ends_the_run_on_the_average_of_its_steps(small_trained, data):
+    """With `ema` the run ends on the moving average of the weights after each step (from the
+    start's), not on its last step; the steps themselves are the same as without it."""
+    _, model, _, _ = small_trained
+    config = TrainConfig(steps=6, batch_size=16, lr=1e-3, seed=3)
+    plain, after_each = copy.deepcopy(model), []
+    expected = model_arrays(plain)
+    train(plain, data, config, progress=lambda p: after_each.append(model_arrays(plain)))
+    averaged = copy.deepcopy(model)
+    train(averaged, data, replace(config, ema=0.75))
+    for weights in after_each:
+        expected = {k: 0.75 * expected[k] + 0.25 * weights[k] for k in expected}
+    got, last = model_arrays(averaged), model_arrays(plain)
+    assert len(after_each) == 6
+    assert all(np.allclose(got[k], expected[k], atol=1e-6) for k in expected)
+    assert not all(np.allclose(got[k], last[k], atol=1e-4) for k in last)
+    assert not averaged.training
+
+
+def test_a_weight_average_outside_its_range_is_refused_before_any_data():
+    """ema 1 would never leave the starting weights; the recipe refuses it at once, not after
+    minutes of data generation (the data it would read first names a part that does not exist)."""
+    from fl_app.pretrain.config import PretrainConfig
+    from fl_app.pretrain.recipe import run
+
+    for decay in (1.0, -0.1):
+        with pytest.raises(ValueError, match="ema"):
+            check_ema(decay)
+    cfg = PretrainConfig()
+    cfg.train.ema, cfg.train.threads = 1.0, 0
+    cfg.data.real_parts = ["no-such-part"]
+    with pytest.raises(ValueError, match="ema"):
+        run(cfg, log=lambda line: None)

@@ -53,6 +53,7 @@ class TrainSettings:
     warmup_steps: int = 300
     weight_decay: float = 1e-4
     grad_clip: float = 1.0
+    ema: float = 0.0  # decay of the weight average the CTC stage ends with (0: its last step)
     threads: int = 1  # torch threads (0: all cores); one gives the same weights on any machine
 
 

@@ -46,6 +46,7 @@ from fl_app.decoder.training import (
     SwipeDataset,
     TrainConfig,
     ViewMix,
+    check_ema,
     train,
 )
 from fl_app.decoder.tuning import tune_fusion
@@ -127,6 +128,7 @@ def run(cfg: PretrainConfig, log: Callable[[str], None] = print) -> dict[str, An
         torch.set_num_threads(cfg.train.threads)
     t0 = time.perf_counter()
     spec = decoder_spec(cfg)
+    check_ema(cfg.train.ema)  # refused now, not when training starts after the data
     share = cfg.data.other_view_share
     # Made first, so a share outside [0, 1] is refused before minutes of data generation.
     synthetic_views = ViewMix(spec.features, share, cfg.seed) if share else None
@@ -169,6 +171,7 @@ def run(cfg: PretrainConfig, log: Callable[[str], None] = print) -> dict[str, An
         grad_clip=tc.grad_clip,
         warmup_steps=tc.warmup_steps,
         cosine=True,
+        ema=tc.ema,
         seed=cfg.seed,
     )
     t1 = time.perf_counter()
