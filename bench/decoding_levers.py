@@ -286,13 +286,13 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     spec, model, _ = read_model_dir(base_dir("en"))
+    loaded = [read_model_dir(folder)[:2] for folder in args.members]
     parts = {p: load_real(p)[: args.limit or None] for p in PARTS}
     evidence = {}
     for part, swipes in parts.items():
         decoder = spec.build_decoder(model, CONDITION.build([r.swipe.word for r in swipes]))
         evidence[part] = gather(decoder, swipes)
-        others = [read_model_dir(folder)[:2] for folder in args.members]
-        others = [m_spec.build_decoder(m_model, decoder.lexicon) for m_spec, m_model in others]
+        others = [m_spec.build_decoder(m_model, decoder.lexicon) for m_spec, m_model in loaded]
         if others:
             evidence[part].ctc.update(score_members(evidence[part], decoder, others))
         if args.other_view:

@@ -192,10 +192,9 @@ class LearnedDecoder:
         """This decoder over another model's weights. The lexicon's template banks and CTC
         targets (seconds to build for 100,000 words) are shared, not rebuilt: a node decodes
         with each round's new weights. So is the lexicon: words added to one reach both."""
-        other = copy.copy(self)
+        other = self._sharing()
         other.model = model.eval()
         other.device = next(model.parameters()).device
-        other._targets = self._lexicon_targets()
         return other
 
     def with_features(self, spec: FeatureSpec) -> LearnedDecoder:
@@ -203,8 +202,14 @@ class LearnedDecoder:
         another way, a second view for a model trained on both), sharing the rest."""
         if spec.alphabet != self.spec.alphabet:
             raise ValueError("a decoder's features keep its alphabet: its CTC targets use it")
-        other = copy.copy(self)
+        other = self._sharing()
         other.spec = spec
+        return other
+
+    def _sharing(self) -> LearnedDecoder:
+        """A copy sharing this decoder's lexicon, template banks and CTC targets (built now
+        if not yet, so that both use one set)."""
+        other = copy.copy(self)
         other._targets = self._lexicon_targets()
         return other
 
