@@ -11,7 +11,7 @@ import pytest
 
 from fl_app.datasets.importer import import_file
 from fl_app.datasets.real import REAL_SWIPES_ENV, RealSwipesMissing, load_real, real_swipes_dir
-from fl_app.datasets.split import PART_NAMES, check_parts, user_part
+from fl_app.datasets.split import PART_NAMES, check_parts, user_part, user_sample
 from fl_app.swipes.store import SwipeStore
 
 KB = {"layout": "qwerty-en", "width": 360, "height": 200}
@@ -157,6 +157,34 @@ def test_real_split_is_disjoint_and_has_the_documented_sizes(real_swipes_dir):
     assert sum(len(u) for u in users.values()) == len(everyone) == 1198
     dev = load_real("dev")
     assert all(a.seq < b.seq for a, b in zip(dev, dev[1:]) if a.user == b.user)
+
+
+def test_a_user_sample_is_seeded_and_nested_and_refuses_a_negative_limit():
+    users = {f"u{i:04d}" for i in range(100)}
+    assert user_sample(users, 0) == users and user_sample(users, 500) == users
+    small, large = user_sample(users, 10, seed=3), user_sample(users, 40, seed=3)
+    assert len(small) == 10 and len(large) == 40 and small < large  # a learning curve's samples
+    assert user_sample(sorted(users, reverse=True), 10, seed=3) == small  # order plays no part
+    assert user_sample(users, 10, seed=4) != small
+    with pytest.raises(ValueError, match="limit >= 0"):
+        user_sample(users, -1)
+
+
+def test_the_recipe_trains_on_the_sampled_people_only(real_swipes_dir):
+    from fl_app.pretrain.config import PretrainConfig
+    from fl_app.pretrain.recipe import real_training_rows
+
+    cfg = PretrainConfig()
+    everyone = real_training_rows(cfg)
+    assert len({r.user for r in everyone}) == 250
+    cfg.data.real_users = 25
+    sampled = real_training_rows(cfg)
+    people = {r.user for r in sampled}
+    assert len(people) == 25 and people < {r.user for r in everyone}
+    # every swipe of a sampled person, none of anyone else's
+    assert sampled == [r for r in everyone if r.user in people]
+    cfg.data.real_parts = []
+    assert real_training_rows(cfg) == []
 
 
 @pytest.mark.slow

@@ -45,3 +45,18 @@ def check_parts(parts: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     if unknown or not names:
         raise ValueError(f"unknown user split part(s) {unknown}; known: {', '.join(PART_NAMES)}")
     return names
+
+
+def user_sample(users: set[str] | list[str], limit: int, seed: int = 0) -> set[str]:
+    """At most `limit` of `users` (0: all), chosen by a seeded hash of each id: a learning curve
+    over people, whose smaller samples are inside the larger ones of the same seed."""
+    if limit < 0:
+        raise ValueError(f"a user sample needs limit >= 0 (0: all users), got {limit}")
+    ids = set(users)
+    if not limit or limit >= len(ids):
+        return ids
+
+    def rank(user: str) -> bytes:
+        return hashlib.sha256(f"swipe-fl/user-sample/{seed}/{user}".encode()).digest()
+
+    return set(sorted(ids, key=rank)[:limit])

@@ -29,6 +29,9 @@ class DataSettings:
     habit_share: float = 0.7
     real_parts: list[str] = field(default_factory=lambda: ["public-train"])
     real_repeats: int = 4  # real swipes seen this many times per synthetic pass
+    # at most this many of the real parts' people (0: all), a seeded sample: a learning curve
+    # over people (docs/pretraining.md, "fewer real people")
+    real_users: int = 0
     # share of training examples whose frames are laid out the other way (along the path for
     # a model.resample=time model): one network that reads both views (training.ViewMix)
     other_view_share: float = 0.0

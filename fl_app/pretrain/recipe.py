@@ -30,6 +30,7 @@ from fl_app.datasets.real_eval import (
     measure_on_real,
     tuned_template,
 )
+from fl_app.datasets.split import user_sample
 from fl_app.decoder.discriminative import (
     DiscriminativeConfig,
     Teacher,
@@ -110,6 +111,15 @@ def habits_record(cfg: PretrainConfig, bank: HabitBank | None) -> dict[str, Any]
     }
 
 
+def real_training_rows(cfg: PretrainConfig) -> list[RealSwipe]:
+    """The real parts' rows, of at most `data.real_users` people (a seeded sample)."""
+    if not cfg.data.real_parts:
+        return []
+    rows = load_real(cfg.data.real_parts)
+    users = user_sample({r.user for r in rows}, cfg.data.real_users, cfg.seed)
+    return [r for r in rows if r.user in users]
+
+
 def real_digest(rows: list[RealSwipe]) -> str:
     """Which real rows the model saw: users and seqs, hashed (the rows themselves stay out)."""
     h = hashlib.sha256()
@@ -135,7 +145,7 @@ def run(cfg: PretrainConfig, log: Callable[[str], None] = print) -> dict[str, An
     real_views = ViewMix(spec.features, share, cfg.seed + 1) if share else None
     # Loaded first too: a missing or mismatched teacher is refused before an hour of training.
     teachers = load_teachers(cfg.discriminative, spec)
-    real = load_real(cfg.data.real_parts) if cfg.data.real_parts else []
+    real = real_training_rows(cfg)
     val = _limited(load_real("public-val"), cfg)
     habits = habit_bank(cfg)
     synthetic = synthetic_swipes(
