@@ -51,3 +51,9 @@ def write_report(path: Path, text: str, echo: bool = True) -> None:
     if echo:
         print(text)
         print(f"written to {path}")
+
+
+def shown_path(path: Path) -> str:
+    """A file or folder as a report names it: relative to the repository when inside it."""
+    path, repo = path.resolve(), Path(__file__).resolve().parent.parent
+    return str(path.relative_to(repo)) if path.is_relative_to(repo) else str(path)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from report_header import report_header, write_report
+from report_header import report_header, shown_path, write_report
 
 from fl_app.base import base_dir
 from fl_app.datasets.real import CITATION, load_real
@@ -116,12 +116,6 @@ def gap_rows(values: dict[str, np.ndarray], base: np.ndarray, twin: np.ndarray) 
     return rows
 
 
-def _shown(path: Path) -> str:
-    """A model folder as the report names it: relative to the repository when inside it."""
-    path = path.resolve()
-    return str(path.relative_to(ROOT.parent)) if path.is_relative_to(ROOT.parent) else str(path)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=150, help="synthetic users, 20 swipes each")
@@ -164,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "",
         f"Top-1 on {len(val)} public-val swipes ({CONDITION.label}): twin "
-        f"(`{_shown(args.twin)}`) {twin.mean():.3f}, "
+        f"(`{shown_path(args.twin)}`) {twin.mean():.3f}, "
         f"base {base.mean():.3f}. Each cell: twin / base (the base's lead in points), "
         "quintile 1 holding the lowest values.",
         "",
