@@ -52,14 +52,11 @@ def survival(decoder: LearnedDecoder, swipes: list[RealSwipe]) -> dict[str, floa
     lex = decoder.lexicon
     truth = [lex.index(r.swipe.word) if r.swipe.word in lex else -1 for r in swipes]
     in_wide, in_shortlist = [], []
-    for start in range(0, len(swipes), 64):
-        chunk = [r.swipe for r in swipes[start : start + 64]]
-        logps = decoder.frame_log_probs([(s.points, s.keyboard) for s in chunk])
-        for s, logp, t in zip(chunk, logps, truth[start : start + 64]):
-            wide = decoder.shortlist(s.points, s.keyboard)  # one template pass, both cuts
-            cut = decoder.candidate_scores(s.points, s.keyboard, logp, shortlist=wide)
-            in_wide.append(t in wide.lexicon_index)
-            in_shortlist.append(t in cut.lexicon_index)
+    for (s, logp), t in zip(decoder.batched_log_probs([r.swipe for r in swipes]), truth):
+        wide = decoder.shortlist(s.points, s.keyboard)  # one template pass, both cuts
+        cut = decoder.candidate_scores(s.points, s.keyboard, logp, shortlist=wide)
+        in_wide.append(t in wide.lexicon_index)
+        in_shortlist.append(t in cut.lexicon_index)
     return {
         "lexicon": float(np.mean([t >= 0 for t in truth])),
         "wide": float(np.mean(in_wide)),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -322,15 +322,20 @@ class LearnedDecoder:
             targets = self._targets = LexiconTargets.encode(self.lexicon, self.spec)
         return targets
 
-    def score_many(self, swipes: list[Swipe], batch_size: int = 64) -> list[CandidateScores]:
-        out: list[CandidateScores] = []
+    def batched_log_probs(
+        self, swipes: Sequence[Swipe], batch_size: int = 64
+    ) -> Iterator[tuple[Swipe, torch.Tensor]]:
+        """Each swipe with its frame log-probabilities, the model run on `batch_size` at a time
+        (what every pass over many swipes needs before its per-swipe work)."""
         for start in range(0, len(swipes), batch_size):
             chunk = swipes[start : start + batch_size]
-            logps = self.frame_log_probs([(s.points, s.keyboard) for s in chunk])
-            out.extend(
-                self.candidate_scores(s.points, s.keyboard, lp) for s, lp in zip(chunk, logps)
-            )
-        return out
+            yield from zip(chunk, self.frame_log_probs([(s.points, s.keyboard) for s in chunk]))
+
+    def score_many(self, swipes: list[Swipe], batch_size: int = 64) -> list[CandidateScores]:
+        return [
+            self.candidate_scores(s.points, s.keyboard, lp)
+            for s, lp in self.batched_log_probs(swipes, batch_size)
+        ]
 
     def ranked(self, scores: CandidateScores, k: int) -> list[tuple[str, float]]:
         """The k best (word, fused score) pairs of one swipe's evidence, best first."""

@@ -67,17 +67,14 @@ def tune_fusion(decoder: LearnedDecoder, swipes: Sequence[Swipe]) -> tuple[Fusio
     truth = [lex.index(s.word) if s.word in lex else -1 for s in swipes]
     cut = decoder.fusion.wide > decoder.fusion.shortlist
     evidence: list[tuple[CandidateScores, np.ndarray]] = []  # every wide candidate's
-    for start in range(0, len(swipes), 64):
-        chunk = list(swipes[start : start + 64])
-        logps = decoder.frame_log_probs([(s.points, s.keyboard) for s in chunk])
-        for s, lp in zip(chunk, logps):
-            sl = decoder.shortlist(s.points, s.keyboard)
-            idx = sl.lexicon_index
-            letters = decoder.letter_scores(lp, idx) if cut else np.zeros(len(idx))
-            scores = CandidateScores(
-                idx, decoder.ctc_scores(lp, idx), sl.template, sl.prior, decoder.target_lengths(idx)
-            )
-            evidence.append((scores, letters))
+    for s, lp in decoder.batched_log_probs(swipes):
+        sl = decoder.shortlist(s.points, s.keyboard)
+        idx = sl.lexicon_index
+        letters = decoder.letter_scores(lp, idx) if cut else np.zeros(len(idx))
+        scores = CandidateScores(
+            idx, decoder.ctc_scores(lp, idx), sl.template, sl.prior, decoder.target_lengths(idx)
+        )
+        evidence.append((scores, letters))
     m = decoder.fusion.shortlist
     best = (-1.0, decoder.fusion)
     letters_grid = LETTERS_GRID if cut else (0.0,)
