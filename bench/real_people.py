@@ -15,7 +15,6 @@ labelled as one.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -23,10 +22,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from real_parts import real_bench_parser, val_and_dev
 from report_header import report_header, shown_path, write_report
 
 from fl_app.base import base_dir
-from fl_app.datasets.real import CITATION, RealSwipe, load_real, real_users
+from fl_app.datasets.real import CITATION, RealSwipe, real_users
 from fl_app.datasets.real_eval import CONDITIONS, measure_on_real, user_bootstrap
 from fl_app.decoder.spec import read_model_dir
 
@@ -81,13 +81,10 @@ def recorded(manifest: dict, part: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = real_bench_parser(__doc__, DEFAULT_OUT)
     parser.add_argument(
         "--models", type=Path, nargs="+", default=[TWIN, base_dir("en")], help="recipe outputs"
     )
-    parser.add_argument("--limit", type=int, default=0, help="public-val and dev swipes (0: all)")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
@@ -97,8 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     counts = [people(manifest) for _, (_, _, manifest) in runs]
     if len(set(counts)) != len(counts):
         raise SystemExit(f"two models trained on as many people ({counts}): one run per count")
-    val = load_real("public-val")[: args.limit or None]
-    dev = load_real("dev")[: args.limit or None]
+    val, dev = val_and_dev(args.limit)
     models = {str(n): (spec, model) for n, (_, (spec, model, _)) in zip(counts, runs)}
     figures = measure_on_real(models, dev, val, [PAIRED], template=False)
     hits = {f.decoder: np.array([r == 1 for r in f.ranks], dtype=float) for f in figures}

@@ -1,0 +1,25 @@
+"""What the benchmarks that decode public-val and dev users share: their common arguments
+(how many swipes, threads, where the report goes) and the two parts, cut alike."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from fl_app.datasets.real import RealSwipe, load_real
+
+
+def real_bench_parser(doc: str, default_out: Path) -> argparse.ArgumentParser:
+    """A parser described by the module docstring's first paragraph, with --limit, --threads
+    and --out; the benchmark adds what it measures."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--limit", type=int, default=0, help="public-val and dev swipes (0: all)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=default_out)
+    return parser
+
+
+def val_and_dev(limit: int) -> tuple[list[RealSwipe], list[RealSwipe]]:
+    """Public-val (weights are chosen on it) and dev (figures are reported on it), each cut to
+    its first `limit` swipes (0: all)."""
+    return load_real("public-val")[: limit or None], load_real("dev")[: limit or None]
