@@ -187,6 +187,30 @@ def test_the_recipe_trains_on_the_sampled_people_only(real_swipes_dir):
     assert real_training_rows(cfg) == []
 
 
+def test_the_recipe_can_leave_out_swipes_far_from_their_word(real_swipes_dir):
+    from fl_app.decoder.misses import distance_from_word
+    from fl_app.pretrain.config import PretrainConfig
+    from fl_app.pretrain.recipe import real_training_rows
+
+    cfg = PretrainConfig()
+    cfg.data.real_users = 40  # a few people keep it quick
+    everyone = real_training_rows(cfg)
+    cfg.data.real_max_distance = 1.5
+    kept = real_training_rows(cfg)
+    far = [r for r in everyone if r not in kept]
+    assert far and len(far) < 0.1 * len(everyone)  # a few, not most
+    assert kept == [r for r in everyone if r not in far]  # order and everything else kept
+
+    def distance(r):
+        return distance_from_word(r.swipe.points, r.swipe.keyboard, r.swipe.word)
+
+    assert all(distance(r) < 1.5 for r in kept) and all(distance(r) >= 1.5 for r in far)
+    for bad in (-1.0, float("nan")):
+        cfg.data.real_max_distance = bad
+        with pytest.raises(ValueError, match="real_max_distance"):
+            real_training_rows(cfg)
+
+
 @pytest.mark.slow
 def test_the_shared_files_nine_refused_rows_are_reported(real_swipes_dir, tmp_path):
     summary = import_file(

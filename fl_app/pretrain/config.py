@@ -32,6 +32,9 @@ class DataSettings:
     # at most this many of the real parts' people (0: all), a seeded sample: a learning curve
     # over people (docs/pretraining.md, "fewer real people")
     real_users: int = 0
+    # drop real swipes whose trace lies this far or farther (key units, mean along the path)
+    # from their word's keys: labels no trace supports (fl_app/decoder/misses.py; 0: keep all)
+    real_max_distance: float = 0.0
     # share of training examples whose frames are laid out the other way (along the path for
     # a model.resample=time model): one network that reads both views (training.ViewMix)
     other_view_share: float = 0.0

@@ -37,6 +37,7 @@ from fl_app.decoder.discriminative import (
     fine_tune,
     mine_choices,
 )
+from fl_app.decoder.misses import distance_from_word
 from fl_app.decoder.model import SwipeModel, count_parameters
 from fl_app.decoder.ranking import LearnedDecoder
 from fl_app.decoder.spec import DecoderSpec, model_arrays, read_model_dir
@@ -112,12 +113,23 @@ def habits_record(cfg: PretrainConfig, bank: HabitBank | None) -> dict[str, Any]
 
 
 def real_training_rows(cfg: PretrainConfig) -> list[RealSwipe]:
-    """The real parts' rows, of at most `data.real_users` people (a seeded sample)."""
+    """The real parts' rows, of at most `data.real_users` people (a seeded sample), without
+    those lying `data.real_max_distance` or farther from their word's keys (when set)."""
+    limit = cfg.data.real_max_distance
+    if not limit >= 0:  # NaN too
+        raise ValueError(f"data.real_max_distance must be >= 0 (0: keep all), got {limit}")
     if not cfg.data.real_parts:
         return []
     rows = load_real(cfg.data.real_parts)
     users = user_sample({r.user for r in rows}, cfg.data.real_users, cfg.seed)
-    return [r for r in rows if r.user in users]
+    rows = [r for r in rows if r.user in users]
+    if limit:
+        rows = [
+            r
+            for r in rows
+            if distance_from_word(r.swipe.points, r.swipe.keyboard, r.swipe.word) < limit
+        ]
+    return rows
 
 
 def real_digest(rows: list[RealSwipe]) -> str:
