@@ -133,12 +133,13 @@ def distance_table(dev: list[RealSwipe], misses: list[Miss]) -> list[str]:
     """Dev top-1 by how far each trace lies from the word it is labelled with, and how many
     traces are recorded more than once: what a label promises that no decoder can keep."""
     missed = {id(m.swipe) for m in misses}
+    cut = {id(m.swipe) for m in misses if m.reading.cause == CAUSES[1]}
     far = [distance_from_word(r.swipe.points, r.swipe.keyboard, r.swipe.word) for r in dev]
     edges = (0.0, *DISTANCES, math.inf)
     lines = [
         "| the trace lies from its word's keys (key units, mean) | share of dev swipes | users "
-        "| top-1 | points missed |",
-        "|---|---:|---:|---:|---:|",
+        f"| top-1 | points missed | ... {CAUSES[1]} |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for low, high in zip(edges, edges[1:]):
         rows = [r for r, d in zip(dev, far) if low <= d < high]
@@ -146,7 +147,8 @@ def distance_table(dev: list[RealSwipe], misses: list[Miss]) -> list[str]:
         label = f"{low:g} to {high:g}" if high < math.inf else f"{low:g} or more"
         lines.append(
             f"| {label} | {len(rows) / len(dev):.3f} | {len({r.user for r in rows})} "
-            f"| {1 - lost / max(len(rows), 1):.3f} | {points(lost, len(dev))} |"
+            f"| {1 - lost / max(len(rows), 1):.3f} | {points(lost, len(dev))} "
+            f"| {points(sum(id(r) in cut for r in rows), len(dev))} |"
         )
     seen = collections.Counter((r.user, r.swipe.points.tobytes()) for r in dev)
     repeats = sum(n - 1 for n in seen.values())
