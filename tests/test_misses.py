@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+from test_decoder import clean_trace
 
 from fl_app.decoder.keyboard import named_keyboard
 from fl_app.decoder.lexicon import Lexicon
@@ -84,8 +85,6 @@ def test_a_real_decoder_cannot_tell_a_doubled_letter(small_trained):
     spec, model, _, _ = small_trained
     lexicon = Lexicon(["to", "too", "the", "you"], np.array([1e-3, 1e-2, 1e-2, 1e-2]))
     decoder = LearnedDecoder(model, spec.features, lexicon)
-    from tests.test_decoder import clean_trace
-
     points = clean_trace("to", QWERTY)
     scores = decoder.candidate_scores(
         points, QWERTY, decoder.frame_log_probs([(points, QWERTY)])[0]
@@ -98,8 +97,6 @@ def test_a_real_decoder_cannot_tell_a_doubled_letter(small_trained):
 
 
 def test_distance_from_word():
-    from tests.test_decoder import clean_trace
-
     trace = clean_trace("hello", QWERTY)
     assert distance_from_word(trace, QWERTY, "hello") < 0.05
     assert distance_from_word(trace, QWERTY, "helo") < 0.05  # a doubled key adds no path
