@@ -21,7 +21,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -30,7 +30,7 @@ from report_header import report_header, shown_path, write_report
 
 from fl_app.base import base_dir
 from fl_app.datasets.real import CITATION, RealSwipe
-from fl_app.datasets.real_eval import CONDITIONS, LexiconCondition, tuned_template
+from fl_app.datasets.real_eval import CONDITIONS, LexiconCondition, tuned_on_val, tuned_template
 from fl_app.decoder.lexicon import load_lexicon
 from fl_app.decoder.misses import (
     CAUSES,
@@ -41,9 +41,7 @@ from fl_app.decoder.misses import (
     read_miss,
 )
 from fl_app.decoder.model import SwipeModel
-from fl_app.decoder.ranking import LearnedDecoder
 from fl_app.decoder.spec import DecoderSpec, read_model_dir
-from fl_app.decoder.tuning import tune_fusion
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_OUT = ROOT / "results" / "real-misses.md"
@@ -70,10 +68,8 @@ def read_dev(
     dev: list[RealSwipe],
 ) -> list[Miss]:
     """Every dev miss under `condition`, with weights tuned on `val` first."""
-    params = replace(tuned_template(condition, val), coarse_keep=spec.template.coarse_keep)
     val_lex = condition.build([r.swipe.word for r in val])
-    decoder = LearnedDecoder(model, spec.features, val_lex, params, spec.fusion)
-    decoder.fusion, _ = tune_fusion(decoder, [r.swipe for r in val])
+    decoder, _ = tuned_on_val(spec, model, val_lex, tuned_template(condition, val), val)
     decoder.lexicon = lexicon = condition.build([r.swipe.word for r in dev])
     misses = []
     for real, scores in zip(dev, decoder.score_many([r.swipe for r in dev])):

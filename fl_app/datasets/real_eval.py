@@ -135,6 +135,22 @@ def tuned_template(
     return params
 
 
+def tuned_on_val(
+    spec: DecoderSpec,
+    model: SwipeModel,
+    val_lexicon: Lexicon,
+    template: TemplateParams,
+    val: Sequence[RealSwipe],
+) -> tuple[LearnedDecoder, float]:
+    """The model's decoder over `val_lexicon` with the template's weights (and the model's own
+    coarse cut) and fusion weights tuned on `val`; with its top-1 there. Callers then point it
+    at the evaluated users' lexicon."""
+    own = replace(template, coarse_keep=spec.template.coarse_keep)
+    decoder = LearnedDecoder(model, spec.features, val_lexicon, own, spec.fusion)
+    decoder.fusion, val_top1 = tune_fusion(decoder, [r.swipe for r in val])
+    return decoder, val_top1
+
+
 def measure_on_real(
     models: dict[str, tuple[DecoderSpec, SwipeModel]],
     dev: Sequence[RealSwipe],
@@ -157,14 +173,15 @@ def measure_on_real(
             log(f"{cond.label}: {TEMPLATE} top-1 {figures[-1].metrics['top1']:.3f}")
         val_lex = cond.build([r.swipe.word for r in val])
         for label, (spec, model) in models.items():
-            own = replace(params, coarse_keep=spec.template.coarse_keep)  # the model's own cut
-            decoder = LearnedDecoder(model, spec.features, val_lex, own, spec.fusion)
-            fusion, val_top1 = tune_fusion(decoder, [r.swipe for r in val])
-            decoder.fusion = fusion
+            decoder, val_top1 = tuned_on_val(spec, model, val_lex, params, val)
             decoder.lexicon = dev_lex
             rk = ranks(decoder.decode_many, dev)
             # val_top1: top-1 on `val` at the weights tuned there (what choices are made on)
-            tuned = {"template": own.to_dict(), "fusion": fusion.to_dict(), "val_top1": val_top1}
+            tuned = {
+                "template": decoder.template.params.to_dict(),
+                "fusion": decoder.fusion.to_dict(),
+                "val_top1": val_top1,
+            }
             figures.append(figure(label, cond, dev, rk, tuned))
             log(f"{cond.label}: {label} top-1 {figures[-1].metrics['top1']:.3f}")
     return figures
