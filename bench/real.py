@@ -26,7 +26,7 @@ import torch
 from report_header import report_header, write_report
 
 from fl_app.datasets.real import CITATION, RealSwipe, load_real
-from fl_app.datasets.real_eval import RealFigure, coverage, measure_on_real
+from fl_app.datasets.real_eval import coverage, figures_table, measure_on_real
 from fl_app.decoder.lexicon import load_lexicon
 from fl_app.decoder.model import SwipeModel, count_parameters
 from fl_app.decoder.spec import DecoderSpec, read_model_dir
@@ -56,20 +56,6 @@ def coverage_table(dev: list[RealSwipe]) -> list[str]:
         lex = load_lexicon("en", size)
         share = sum(w in lex for w in words) / len(words)
         lines.append(f"| {size:,} most frequent | {coverage(dev, lex):.3f} | {share:.3f} |")
-    return lines
-
-
-def results_table(rows: list[RealFigure]) -> list[str]:
-    lines = [
-        "| decoder | lexicon | top-1 | top-1 95% CI (users) | top-4 | MRR | n |",
-        "|---|---|---:|---|---:|---:|---:|",
-    ]
-    for r in rows:
-        m = r.metrics
-        lines.append(
-            f"| {r.decoder} | {r.condition} | {m['top1']:.3f} | {r.top1_ci[0]:.3f}-"
-            f"{r.top1_ci[1]:.3f} | {m['top4']:.3f} | {m['mrr']:.3f} | {m['n']} |"
-        )
     return lines
 
 
@@ -109,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             *header,
             "## Accuracy on dev users",
             "",
-            *results_table(rows),
+            *figures_table(rows),
             "",
             "## Lexicon coverage of the dev users' words",
             "",

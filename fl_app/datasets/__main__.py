@@ -3,8 +3,10 @@
     python -m fl_app.datasets import FILE --stores DIR [--parts device] [--source NAME]
     python -m fl_app.datasets import FILE --store FILE.sqlite
     python -m fl_app.datasets split            # users and swipes per part of the real swipes
+    python -m fl_app.datasets measure FILE [--model DIR] [--as-served]   # a checkpoint's accuracy
 
-The import ends with one JSON line: rows read, stored per user, refused by error code.
+The import ends with one JSON line: rows read, stored per user, refused by error code; so does
+`measure` (after its table; fl_app/datasets/measure.py).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from fl_app.datasets import measure
 from fl_app.datasets.importer import import_file
 from fl_app.datasets.readers import READERS
 from fl_app.datasets.split import PART_NAMES, user_part
@@ -33,11 +36,21 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("--parts", help=f"only users of these split parts: {','.join(PART_NAMES)}")
     imp.add_argument("--no-progress", action="store_true")
     sub.add_parser("split", help="users and swipes per part of the real swipes")
+    measure.add_arguments(
+        sub.add_parser(
+            "measure",
+            help="a checkpoint's accuracy on a file of labelled swipes",
+            description=measure.__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+    )
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "measure":
+        return measure.run(args)
     if args.command == "split":
         from fl_app.datasets.real import load_real
 

@@ -66,9 +66,10 @@ class RealSwipe:
         return user_part(self.user)
 
 
-@lru_cache(maxsize=2)
-def _all_real(path: Path) -> tuple[tuple[RealSwipe, ...], dict[str, int]]:
-    """Every valid row of the file (in file order) and the refusals by code."""
+def read_labelled(path: Path) -> tuple[list[RealSwipe], dict[str, int]]:
+    """Every valid labelled row of a JSONL(.gz) file in the project's format (in file order)
+    and the refusals by error code. A row without a `user` stands alone (`line-<n>`): resampling
+    users then resamples swipes, the most that can be said of rows nobody owns."""
     rows: list[RealSwipe] = []
     refused: dict[str, int] = {}
     for record in JsonlReader().records(path):
@@ -80,7 +81,15 @@ def _all_real(path: Path) -> tuple[tuple[RealSwipe, ...], dict[str, int]]:
         except SwipeError as exc:
             refused[exc.code] = refused.get(exc.code, 0) + 1
             continue
-        rows.append(RealSwipe(str(record.user), int(record.seq or 0), swipe))
+        user = record.user if record.user is not None else f"line-{record.line}"
+        rows.append(RealSwipe(user, int(record.seq or 0), swipe))
+    return rows, refused
+
+
+@lru_cache(maxsize=2)
+def _all_real(path: Path) -> tuple[tuple[RealSwipe, ...], dict[str, int]]:
+    """Every valid row of the real file (in file order) and the refusals by code."""
+    rows, refused = read_labelled(path)
     return tuple(rows), refused
 
 

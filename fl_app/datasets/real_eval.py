@@ -124,6 +124,21 @@ def figure(
     )
 
 
+def figures_table(rows: Sequence[RealFigure]) -> list[str]:
+    """Markdown rows: each decoder under each condition, with its interval from resampling users."""
+    lines = [
+        "| decoder | lexicon | top-1 | top-1 95% CI (users) | top-4 | MRR | n |",
+        "|---|---|---:|---|---:|---:|---:|",
+    ]
+    for r in rows:
+        m = r.metrics
+        lines.append(
+            f"| {r.decoder} | {r.condition} | {m['top1']:.3f} | {r.top1_ci[0]:.3f}-"
+            f"{r.top1_ci[1]:.3f} | {m['top4']:.3f} | {m['mrr']:.3f} | {m['n']} |"
+        )
+    return lines
+
+
 def tuned_template(
     condition: LexiconCondition, val: Sequence[RealSwipe], coarse_keep: int = COARSE_KEEP
 ) -> TemplateParams:
