@@ -8,6 +8,7 @@ import json
 import pytest
 
 from fl_app.base import base_dir
+from fl_app.checkpoints.format import read_checkpoint_dir, read_manifest_dir, write_checkpoint_dir
 from fl_app.datasets.__main__ import main
 from fl_app.datasets.real import REAL_SWIPES_ENV, load_real
 from fl_app.decoder.evaluation import rank_of
@@ -94,6 +95,33 @@ def test_users_the_checkpoint_trained_on_are_refused_unless_allowed(
     code, report, err = run(capsys, path, "--as-served", "--parts", "dev")
     assert code == 0, err
     assert report["swipes"] == 3
+
+
+def federated_round(folder, start: dict) -> None:
+    """A checkpoint folder as a federation round leaves one: the base's tensors and decoder,
+    and the run's config naming the checkpoint the run started from."""
+    tensors, manifest = read_checkpoint_dir(base_dir("en"))
+    config = {"init": "base", "init_checkpoint": start}
+    write_checkpoint_dir(folder, tensors, {"decoder": manifest["decoder"], "config": config})
+
+
+def test_a_federated_round_inherits_the_people_its_start_learned_from(
+    real_swipes_dir, tmp_path, capsys
+):
+    trained = load_real("public-train")[:2]
+    path = tmp_path / "trained.jsonl"
+    path.write_text("\n".join(swipe_line(r) for r in trained) + "\n")
+    base = read_manifest_dir(base_dir("en"))
+
+    # recorded where the run started it (another machine's path: the base is found by sha256)
+    federated_round(tmp_path / "round", {"dir": "/elsewhere/base/en", "sha256": base["sha256"]})
+    code, _, err = run(capsys, path, "--model", tmp_path / "round", "--as-served")
+    assert code == 2 and "public-train" in err and trained[0].user in err
+
+    # a start that is nowhere here: which people it learned from cannot be told
+    federated_round(tmp_path / "lost", {"dir": "/elsewhere/run", "sha256": "0" * 64})
+    code, _, err = run(capsys, path, "--model", tmp_path / "lost", "--as-served")
+    assert code == 2 and "/elsewhere/run" in err and "--allow-seen" in err
 
 
 def test_without_the_real_swipes_only_the_served_figure_can_be_measured(

@@ -12,7 +12,9 @@ weight is tuned on the public-val users of the real swipes, then the file's swip
 the sidecar would: the checkpoint's own lexicon and weights, nothing tuned, no real swipes
 needed. Users the checkpoint trained on, or whose swipes tune the weights, are refused
 (`--allow-seen` overrides): a figure on them says nothing about a new phone. The check covers
-the real parts the manifest records. The table goes to stdout, ending with one JSON line.
+the real parts the manifest records, and for a federation round those of the checkpoint its
+run started from (not the devices' own people, whom a round's manifest does not name). The
+table goes to stdout, ending with one JSON line.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import torch
 
 from fl_app.base import base_dir
 from fl_app.checkpoints.errors import CheckpointError
+from fl_app.checkpoints.format import read_manifest_dir
 from fl_app.datasets.real import (
     RealSwipe,
     RealSwipesMissing,
@@ -57,12 +60,38 @@ class MeasureRefused(ValueError):
     """The file cannot give an honest figure (nothing valid in it, or users already seen)."""
 
 
-def seen_parts(manifest: dict[str, Any], tuned: bool) -> list[str]:
-    """Real parts whose users the figure must not include: those the checkpoint trained on (as
-    its manifest records them) and, when weights are tuned, the part they are tuned on."""
+def trained_parts(manifest: dict[str, Any]) -> set[str]:
+    """Real parts a checkpoint learned from: those its manifest records (the recipe's) and,
+    for a federation round, those of the checkpoint its run started from (`init=base`)."""
     real = (manifest.get("data") or {}).get("real") or {}
-    parts = [p for p in real.get("parts", []) if isinstance(p, str)]
-    return sorted(set(parts) | ({TUNED_ON} if tuned else set()))
+    parts = {p for p in real.get("parts", []) if isinstance(p, str)}
+    start = (manifest.get("config") or {}).get("init_checkpoint")
+    if isinstance(start, dict) and start.get("sha256"):
+        parts |= trained_parts(start_manifest(start))
+    return parts
+
+
+def start_manifest(start: dict[str, Any]) -> dict[str, Any]:
+    """The manifest of the checkpoint a run started from: its folder as recorded, else the
+    shipped base when the sha256 is the base's (a release measured on another machine)."""
+    for folder in (start.get("dir"), base_dir("en")):
+        try:
+            manifest = read_manifest_dir(str(folder))
+        except (OSError, CheckpointError):
+            continue
+        if manifest.get("sha256") == start["sha256"]:
+            return manifest
+    raise MeasureRefused(
+        f"this checkpoint's run started from {start.get('dir')} (sha256 "
+        f"{str(start['sha256'])[:12]}), which is not here: which people it learned from cannot "
+        "be told. --allow-seen measures anyway"
+    )
+
+
+def seen_parts(manifest: dict[str, Any], tuned: bool) -> list[str]:
+    """Real parts whose users the figure must not include: those the checkpoint learned from
+    and, when weights are tuned, the part they are tuned on."""
+    return sorted(trained_parts(manifest) | ({TUNED_ON} if tuned else set()))
 
 
 def check_unseen(rows: list[RealSwipe], parts: list[str], required: bool) -> str:
@@ -159,9 +188,9 @@ def measure(args: argparse.Namespace) -> tuple[dict[str, Any], list[RealFigure]]
     spec, model, manifest = read_model_dir(args.model)
     label = args.label or _shown(args.model)
     rows, refused = read_rows(args.file, args.parts, args.limit)
-    parts = seen_parts(manifest, tuned=not args.as_served)
     unseen = "--allow-seen: not checked"
     if not args.allow_seen:
+        parts = seen_parts(manifest, tuned=not args.as_served)
         unseen = check_unseen(rows, parts, required=not args.as_served)
     if args.as_served:
         figures = [served_figure(label, spec, model, rows)]
