@@ -4,6 +4,8 @@ project's protocol or as the sidecar serves it, refusing people the checkpoint a
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -179,3 +181,10 @@ def test_the_protocol_tunes_on_public_val_under_each_lexicon(real_swipes_dir, tm
     assert figs["shipped base", "10k + evaluated words"]["coverage"] == 1.0
     assert "val_top1" in figs["shipped base", "100k as shipped"]["tuned"]  # chosen on public-val
     assert all(f["n"] == len(rows) for f in report["figures"])
+
+
+def test_the_datasets_command_loads_no_torch_until_a_measurement_runs():
+    """`import` and `split` stay quick: the decoder and torch load inside `measure` only."""
+    code = "import sys, fl_app.datasets.__main__ as m; m._parser(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

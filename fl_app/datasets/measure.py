@@ -24,11 +24,8 @@ import json
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from fl_app.base import base_dir
 from fl_app.checkpoints.errors import CheckpointError
 from fl_app.checkpoints.format import read_manifest_dir
 from fl_app.datasets.real import (
@@ -38,22 +35,15 @@ from fl_app.datasets.real import (
     read_labelled,
     stratified_sample,
 )
-from fl_app.datasets.real_eval import (
-    CONDITIONS,
-    LexiconCondition,
-    RealFigure,
-    coverage,
-    figure,
-    figures_table,
-    measure_on_real,
-    ranks,
-)
 from fl_app.datasets.split import check_parts
-from fl_app.decoder.model import SwipeModel
-from fl_app.decoder.spec import DecoderSpec, read_model_dir
+
+if TYPE_CHECKING:  # the decoder and torch load only when a measurement runs: `import` stays light
+    from fl_app.datasets.real_eval import LexiconCondition, RealFigure
+    from fl_app.decoder.model import SwipeModel
+    from fl_app.decoder.spec import DecoderSpec
 
 TUNED_ON = "public-val"  # the real part whose users every tuned weight is chosen on
-CONDITION_NAMES = {"10k+words": CONDITIONS[0], "100k+words": CONDITIONS[1], "100k": CONDITIONS[2]}
+CONDITION_NAMES = ("10k+words", "100k+words", "100k")  # real_eval.CONDITIONS, in its order
 
 
 class MeasureRefused(ValueError):
@@ -74,6 +64,8 @@ def trained_parts(manifest: dict[str, Any]) -> set[str]:
 def start_manifest(start: dict[str, Any]) -> dict[str, Any]:
     """The manifest of the checkpoint a run started from: its folder as recorded, else the
     shipped base when the sha256 is the base's (a release measured on another machine)."""
+    from fl_app.base import base_dir
+
     for folder in (start.get("dir"), base_dir("en")):
         try:
             manifest = read_manifest_dir(str(folder))
@@ -122,6 +114,8 @@ def served_figure(
     label: str, spec: DecoderSpec, model: SwipeModel, rows: list[RealSwipe]
 ) -> RealFigure:
     """The checkpoint decoded as the sidecar serves it: its own lexicon and weights."""
+    from fl_app.datasets.real_eval import LexiconCondition, figure, ranks
+
     decoder = spec.build_decoder(model)
     condition = LexiconCondition(spec.lexicon_size, add_eval_words=False)
     tuned = {"template": decoder.template.params.to_dict(), "fusion": decoder.fusion.to_dict()}
@@ -145,14 +139,14 @@ def read_rows(path: Path, parts: str | None, limit: int) -> tuple[list[RealSwipe
     return (stratified_sample(rows, limit) if limit else rows), refused
 
 
-def _shown(model: Path) -> str:
-    return "shipped base" if model.resolve() == base_dir("en").resolve() else str(model)
+def _shown(model: Path, base: Path) -> str:
+    return "shipped base" if model.resolve() == base.resolve() else str(model)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The `measure` subcommand's arguments."""
     p.add_argument("file", type=Path, help="labelled swipes, .jsonl or .jsonl.gz")
-    p.add_argument("--model", type=Path, default=base_dir("en"), help="a checkpoint folder")
+    p.add_argument("--model", type=Path, help="a checkpoint folder (default: the shipped base)")
     p.add_argument(
         "--label", help="the decoder's name in the table (default: shipped base, or the folder)"
     )
@@ -171,22 +165,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def conditions_named(names: str) -> list[LexiconCondition]:
+    from fl_app.datasets.real_eval import CONDITIONS
+
     chosen = [n.strip() for n in names.split(",") if n.strip()]
     unknown = [n for n in chosen if n not in CONDITION_NAMES]
     if unknown or not chosen:
         raise MeasureRefused(
             f"unknown lexicon condition(s) {unknown}; known: {', '.join(CONDITION_NAMES)}"
         )
-    return [CONDITION_NAMES[n] for n in chosen]
+    return [CONDITIONS[CONDITION_NAMES.index(n)] for n in chosen]
 
 
 def measure(args: argparse.Namespace) -> tuple[dict[str, Any], list[RealFigure]]:
     """Everything the command reports, as one JSON-able dict, and the figures for the table."""
     if args.limit < 0 or args.val_limit < 0:
         raise MeasureRefused("--limit and --val-limit take 0 (all) or a positive count")
+    from fl_app.base import base_dir
+    from fl_app.datasets.real_eval import coverage, measure_on_real
+    from fl_app.decoder.spec import read_model_dir
+
     conditions = [] if args.as_served else conditions_named(args.lexicons)
-    spec, model, manifest = read_model_dir(args.model)
-    label = args.label or _shown(args.model)
+    folder = args.model or base_dir("en")
+    spec, model, manifest = read_model_dir(folder)
+    label = args.label or _shown(folder, base_dir("en"))
     rows, refused = read_rows(args.file, args.parts, args.limit)
     unseen = "--allow-seen: not checked"
     if not args.allow_seen:
@@ -204,7 +205,7 @@ def measure(args: argparse.Namespace) -> tuple[dict[str, Any], list[RealFigure]]
         lexicons = [c.build(words) for c in conditions for _ in range(1 + args.template)]
     report = {
         "file": str(args.file),
-        "model": str(args.model),
+        "model": str(folder),
         "model_sha256": manifest.get("sha256"),
         "swipes": len(rows),
         "users": len({r.user for r in rows}),
@@ -227,6 +228,10 @@ def measure(args: argparse.Namespace) -> tuple[dict[str, Any], list[RealFigure]]
 
 def run(args: argparse.Namespace) -> int:
     """Measure, print the table and the JSON line; 2 with a message on bad input."""
+    import torch
+
+    from fl_app.datasets.real_eval import figures_table
+
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
