@@ -39,7 +39,7 @@ from fl_app.datasets.split import check_parts
 
 if TYPE_CHECKING:  # the decoder and torch load only when a measurement runs: `import` stays light
     from fl_app.datasets.real_eval import LexiconCondition, RealFigure
-    from fl_app.decoder.model import SwipeModel
+    from fl_app.decoder.ranking import LearnedDecoder
     from fl_app.decoder.spec import DecoderSpec
 
 TUNED_ON = "public-val"  # the real part whose users every tuned weight is chosen on
@@ -111,12 +111,12 @@ def check_unseen(rows: list[RealSwipe], parts: list[str], required: bool) -> str
 
 
 def served_figure(
-    label: str, spec: DecoderSpec, model: SwipeModel, rows: list[RealSwipe]
+    label: str, spec: DecoderSpec, decoder: LearnedDecoder, rows: list[RealSwipe]
 ) -> RealFigure:
-    """The checkpoint decoded as the sidecar serves it: its own lexicon and weights."""
+    """The checkpoint decoded as the sidecar serves it (`spec.build_decoder`): its own lexicon
+    and weights."""
     from fl_app.datasets.real_eval import LexiconCondition, figure, ranks
 
-    decoder = spec.build_decoder(model)
     condition = LexiconCondition(spec.lexicon_size, add_eval_words=False)
     tuned = {"template": decoder.template.params.to_dict(), "fusion": decoder.fusion.to_dict()}
     fig = figure(label, condition, rows, ranks(decoder.decode_many, rows), tuned)
@@ -194,15 +194,16 @@ def measure(args: argparse.Namespace) -> tuple[dict[str, Any], list[RealFigure]]
         parts = seen_parts(manifest, tuned=not args.as_served)
         unseen = check_unseen(rows, parts, required=not args.as_served)
     if args.as_served:
-        figures = [served_figure(label, spec, model, rows)]
-        lexicons = [spec.lexicon()]
+        decoder = spec.build_decoder(model)
+        figures = [served_figure(label, spec, decoder, rows)]
+        lexicon_of = {figures[0].condition: decoder.lexicon}
     else:
         val = load_real(TUNED_ON)
         val = stratified_sample(val, args.val_limit) if args.val_limit else val
         log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
         figures = measure_on_real({label: (spec, model)}, rows, val, conditions, args.template, log)
         words = [r.swipe.word for r in rows]
-        lexicons = [c.build(words) for c in conditions for _ in range(1 + args.template)]
+        lexicon_of = {c.label: c.build(words) for c in conditions}  # for coverage, once each
     report = {
         "file": str(args.file),
         "model": str(folder),
@@ -215,12 +216,12 @@ def measure(args: argparse.Namespace) -> tuple[dict[str, Any], list[RealFigure]]
             {
                 "decoder": f.decoder,
                 "lexicon": f.condition,
-                "coverage": coverage(rows, lex),
+                "coverage": coverage(rows, lexicon_of[f.condition]),
                 **{k: f.metrics[k] for k in ("top1", "top4", "mrr", "n")},
                 "top1_ci": list(f.top1_ci),
                 "tuned": f.tuned,
             }
-            for f, lex in zip(figures, lexicons)
+            for f in figures
         ],
     }
     return report, figures
