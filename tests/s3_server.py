@@ -31,7 +31,13 @@ from pathlib import Path
 from fl_app.checkpoints.s3 import S3Backend, s3_environment
 from fl_app.deploy.probes import free_ports, http_answers
 from fl_app.deploy.processes import log_tail, spawn
-from fl_app.deploy.weed import WEED_PORTS, remove_weed_sockets, weed_binary, weed_mini_command
+from fl_app.deploy.weed import (
+    WEED_PORTS,
+    remove_weed_sockets,
+    serves_every_volume,
+    weed_binary,
+    weed_mini_command,
+)
 
 PROBE_BUCKET = "swipefl-test-ready-probe"  # the readiness probe's own bucket, no test's
 
@@ -103,7 +109,8 @@ class S3Server:
         )
 
     def start(self) -> S3Server:
-        """Start (or restart, same dir and ports) and wait until S3 takes a signed write."""
+        """Start (or restart, same dir and ports) and wait until S3 takes a signed write and
+        every volume already on disk is readable (data from before an outage)."""
         if self.running:
             return self
         env = dict(os.environ)
@@ -118,7 +125,11 @@ class S3Server:
                 tail = self.log_tail()
                 self._proc = None
                 raise RuntimeError(f"weed mini exited during start-up; log tail:\n{tail}")
-            if self._answers() and self._takes_writes():
+            if (
+                self._answers()
+                and self._takes_writes()
+                and serves_every_volume(self.data_dir, self.ports["master.port"], self.host)
+            ):
                 return self
             time.sleep(0.1)
         self.stop(kill=True)

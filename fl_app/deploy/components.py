@@ -2,7 +2,9 @@
 logs, and how to tell it is ready.
 
 - ``s3``: SeaweedFS with two identities, the server's (read/write) and the devices'
-  (read-only on the bucket); once it answers, the bucket is created with the server's keys.
+  (read-only on the bucket); ready once it answers and its master locates every volume on
+  disk (after a restart, objects written before it are readable), then the bucket is created
+  with the server's keys.
 - ``superlink``: ``flower-superlink`` with the server's ``SWIPEFL_S3_*`` (its ServerApp inherits
   them); ``--insecure``, or TLS from the private CA and SuperNode authentication.
 - ``supernode-<i>``: ``flower-supernode`` whose ClientApps train on device i's swipe store.
@@ -30,7 +32,7 @@ from .layout import Layout
 from .probes import http_answers, http_ok, tcp_open
 from .processes import BIN
 from .state import PRIVATE
-from .weed import remove_weed_sockets, weed_binary, weed_mini_command
+from .weed import remove_weed_sockets, serves_every_volume, weed_binary, weed_mini_command
 
 
 @dataclass
@@ -67,14 +69,16 @@ def s3_component(layout: Layout) -> Component:
     cmd = weed_mini_command(
         weed, s3_dir / "data", ports, layout.state.socket_dir, s3_config=s3_dir / "identities.json"
     )
-    s3_port = ports["s3.port"]
+    s3_port, master_port = ports["s3.port"], ports["master.port"]
     return Component(
         "s3",
         cmd,
         layout.env("s3"),
         s3_dir / "data",
         layout.logs_dir / "s3.log",
-        lambda: http_answers("127.0.0.1", s3_port),
+        lambda: (
+            http_answers("127.0.0.1", s3_port) and serves_every_volume(s3_dir / "data", master_port)
+        ),
         f"S3 (SeaweedFS) http://{layout.s3_endpoint} bucket {layout.state.settings.bucket}",
         before_start=lambda: _write_s3_identities(layout),
         after_ready=lambda deadline: _create_bucket(layout, deadline),

@@ -7,9 +7,13 @@ explicitly (by default they are the HTTP port + 10000, which may be taken).
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import tempfile
+import urllib.error
+import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -28,6 +32,7 @@ WEED_PORTS = (
     "admin.port.grpc",
 )
 LOCAL_SOCKETS = ("s3", "filer")  # the components that take a -<name>.localSocket
+_VOLUME_FILE = re.compile(r"^(?:.+_)?(\d+)\.dat$")  # <collection>_<id>.dat, or <id>.dat
 
 
 def weed_binary() -> str | None:
@@ -88,3 +93,28 @@ def remove_weed_sockets(ports: Mapping[str, int], socket_dir: Path) -> None:
         (socket_dir / f"{name}.sock").unlink(missing_ok=True)
         for base in tmp_dirs:  # weed's defaults, should a flag ever be dropped
             (base / f"seaweedfs-{name}-{ports[f'{name}.port']}.sock").unlink(missing_ok=True)
+
+
+def volumes_on_disk(data_dir: Path) -> set[int]:
+    """Ids of the volumes whose data files lie in `data_dir` (``weed mini`` keeps them there)."""
+    found = (_VOLUME_FILE.match(p.name) for p in Path(data_dir).glob("*.dat"))
+    return {int(m.group(1)) for m in found if m}
+
+
+def serves_every_volume(data_dir: Path, master_port: int, host: str = "127.0.0.1") -> bool:
+    """Whether the master can locate every volume stored in `data_dir`.
+
+    After a restart S3 answers, and takes writes, before the volume server has reported the
+    volumes it already holds; until then reading an object written before the restart fails
+    with HTTP 500 ("volume id not found"). Ready means the old data is readable too.
+    """
+    for volume in sorted(volumes_on_disk(data_dir)):
+        url = f"http://{host}:{master_port}/dir/lookup?volumeId={volume}"
+        try:
+            with urllib.request.urlopen(url, timeout=1.0) as res:
+                located = json.load(res).get("locations")
+        except (OSError, urllib.error.URLError, ValueError):
+            return False
+        if not located:
+            return False
+    return True
