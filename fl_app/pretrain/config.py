@@ -73,5 +73,9 @@ class PretrainConfig:
     # after CTC training and tuning: the word-level stage (fl_app/decoder/discriminative.py)
     discriminative: DiscriminativeConfig = field(default_factory=DiscriminativeConfig)
     out: str = "outputs/pretrain"  # the checkpoint folder (model.safetensors + manifest.json)
+    # also write the CTC stage's weights here, or start from a stage written so (skipping CTC
+    # training: a word-level experiment in minutes); "" for neither (fl_app/pretrain/ctc_stage.py)
+    ctc_stage_out: str = ""
+    ctc_stage_from: str = ""
     evaluate_dev: bool = True  # report the dev users' figures (never used to choose anything)
     eval_swipes: int = 0  # at most this many swipes of public-val and of dev (0: all of them)

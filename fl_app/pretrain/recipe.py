@@ -53,6 +53,7 @@ from fl_app.decoder.training import (
 )
 from fl_app.decoder.tuning import tune_fusion
 from fl_app.pretrain.config import PretrainConfig
+from fl_app.pretrain.ctc_stage import read_stage, write_stage
 from fl_app.synthetic import generator_digest
 from fl_app.synthetic.habits import HabitBank, build_bank
 from fl_app.synthetic.users import iter_users
@@ -155,11 +156,91 @@ def run(cfg: PretrainConfig, log: Callable[[str], None] = print) -> dict[str, An
     # Made first, so a share outside [0, 1] is refused before minutes of data generation.
     synthetic_views = ViewMix(spec.features, share, cfg.seed) if share else None
     real_views = ViewMix(spec.features, share, cfg.seed + 1) if share else None
-    # Loaded first too: a missing or mismatched teacher is refused before an hour of training.
+    # Loaded first too: a missing or mismatched teacher, or a CTC stage made with other
+    # settings, is refused before an hour of training.
     teachers = load_teachers(cfg.discriminative, spec)
+    stage = read_stage(cfg.ctc_stage_from, cfg) if cfg.ctc_stage_from else None
     real = real_training_rows(cfg)
     val = _limited(load_real("public-val"), cfg)
     habits = habit_bank(cfg)
+    if stage is None:
+        model, ctc = _ctc_stage(cfg, spec, real, habits, (synthetic_views, real_views), log)
+        if cfg.ctc_stage_out:
+            ctc["sha256"] = write_stage(cfg.ctc_stage_out, cfg, spec, model, ctc)
+            ctc["dir"] = cfg.ctc_stage_out
+            log(f"wrote the CTC stage to {cfg.ctc_stage_out}")
+    else:
+        model, ctc = stage
+        log(f"CTC stage from {ctc['dir']} (sha256 {ctc['sha256'][:12]}): no CTC training")
+
+    # Decoding weights for the shipped lexicon, chosen on public-val.
+    d = cfg.decoding
+    params = tuned_template(SHIPPED, val, coarse_keep=d.coarse_keep)
+    start = replace(spec.fusion, wide=d.wide, shortlist=d.shortlist)
+    decoder = LearnedDecoder(model, spec.features, SHIPPED.build([]), params, start)
+    decoder.fusion, _ = tune_fusion(decoder, [r.swipe for r in val])
+    word_level = None
+    if cfg.discriminative.steps and (real or cfg.discriminative.synthetic_users):
+        word_level = _word_level_stage(cfg, spec, model, decoder, real, habits, teachers, log)
+        decoder.fusion, _ = tune_fusion(decoder, [r.swipe for r in val])  # the model moved
+    spec = replace(spec, template=params, fusion=decoder.fusion)
+
+    conditions = CONDITIONS
+    figures = {"public_val": _figures(spec, model, val, val, conditions, log)}
+    if cfg.evaluate_dev:
+        figures["dev"] = _figures(
+            spec, model, _limited(load_real("dev"), cfg), val, conditions, log
+        )
+    wall = time.perf_counter() - t0
+    manifest = {
+        "decoder": spec.to_manifest(),
+        "lexicon_id": spec.lexicon().lexicon_id,
+        "kind": "base",
+        "recipe": {"command": "python -m fl_app.pretrain", "config": asdict(cfg)},
+        "data": {
+            "real": {
+                "file_sha256": file_digest(real_swipes_file()),
+                "parts": list(cfg.data.real_parts),
+                "users": len({r.user for r in real}),
+                "swipes": len(real),
+                "rows_sha256": real_digest(real),
+            },
+            "synthetic": {
+                "users": cfg.data.synthetic_users,
+                "swipes": ctc["synthetic_swipes"],
+                "seed": cfg.data.synthetic_seed,
+                "generator_sha256": generator_digest(),
+                "habits": habits_record(cfg, habits),
+            },
+        },
+        "metrics": figures,
+        "train": {
+            "steps": ctc["steps"],
+            "final_loss": ctc["final_loss"],
+            "parameters": count_parameters(model),
+            "seconds": {**ctc["seconds"], "total": wall},
+            "threads": torch.get_num_threads(),
+            "word_level": word_level,
+            **({"ctc_stage": _stage_reference(ctc)} if "dir" in ctc else {}),
+        },
+        "citation": CITATION,
+        "licence_note": LICENCE_NOTE,
+    }
+    return {"tensors": model_arrays(model), "manifest": manifest, "model": model, "spec": spec}
+
+
+def _ctc_stage(
+    cfg: PretrainConfig,
+    spec: DecoderSpec,
+    real: list[RealSwipe],
+    habits: HabitBank | None,
+    views: tuple[ViewMix | None, ViewMix | None],
+    log: Callable[[str], None],
+) -> tuple[SwipeModel, dict[str, Any]]:
+    """CTC training on synthetic users plus the real rows (repeated, augmented): the model, and
+    what the manifest says of the stage."""
+    t0 = time.perf_counter()
+    synthetic_views, real_views = views
     synthetic = synthetic_swipes(
         cfg, spec, cfg.data.synthetic_users, cfg.data.synthetic_seed, habits
     )
@@ -205,61 +286,19 @@ def run(cfg: PretrainConfig, log: Callable[[str], None] = print) -> dict[str, An
             )
 
     result = train(model, data, config, progress=progress)
-    t_train = time.perf_counter() - t1
-
-    # Decoding weights for the shipped lexicon, chosen on public-val.
-    d = cfg.decoding
-    params = tuned_template(SHIPPED, val, coarse_keep=d.coarse_keep)
-    start = replace(spec.fusion, wide=d.wide, shortlist=d.shortlist)
-    decoder = LearnedDecoder(model, spec.features, SHIPPED.build([]), params, start)
-    decoder.fusion, _ = tune_fusion(decoder, [r.swipe for r in val])
-    word_level = None
-    if cfg.discriminative.steps and (real or cfg.discriminative.synthetic_users):
-        word_level = _word_level_stage(cfg, spec, model, decoder, real, habits, teachers, log)
-        decoder.fusion, _ = tune_fusion(decoder, [r.swipe for r in val])  # the model moved
-    spec = replace(spec, template=params, fusion=decoder.fusion)
-
-    conditions = CONDITIONS
-    figures = {"public_val": _figures(spec, model, val, val, conditions, log)}
-    if cfg.evaluate_dev:
-        figures["dev"] = _figures(
-            spec, model, _limited(load_real("dev"), cfg), val, conditions, log
-        )
-    wall = time.perf_counter() - t0
-    manifest = {
-        "decoder": spec.to_manifest(),
-        "lexicon_id": spec.lexicon().lexicon_id,
-        "kind": "base",
-        "recipe": {"command": "python -m fl_app.pretrain", "config": asdict(cfg)},
-        "data": {
-            "real": {
-                "file_sha256": file_digest(real_swipes_file()),
-                "parts": list(cfg.data.real_parts),
-                "users": len({r.user for r in real}),
-                "swipes": len(real),
-                "rows_sha256": real_digest(real),
-            },
-            "synthetic": {
-                "users": cfg.data.synthetic_users,
-                "swipes": n_synthetic,
-                "seed": cfg.data.synthetic_seed,
-                "generator_sha256": generator_digest(),
-                "habits": habits_record(cfg, habits),
-            },
-        },
-        "metrics": figures,
-        "train": {
-            "steps": result.steps,
-            "final_loss": result.loss,
-            "parameters": count_parameters(model),
-            "seconds": {"data": t_data, "train": t_train, "total": wall},
-            "threads": torch.get_num_threads(),
-            "word_level": word_level,
-        },
-        "citation": CITATION,
-        "licence_note": LICENCE_NOTE,
+    record = {
+        "steps": result.steps,
+        "final_loss": result.loss,
+        "seconds": {"data": t_data, "train": time.perf_counter() - t1},
+        "threads": torch.get_num_threads(),
+        "synthetic_swipes": n_synthetic,
     }
-    return {"tensors": model_arrays(model), "manifest": manifest, "model": model, "spec": spec}
+    return model, record
+
+
+def _stage_reference(ctc: dict[str, Any]) -> dict[str, Any]:
+    """Where the CTC stage was written or read, for the manifest."""
+    return {"dir": ctc["dir"], "sha256": ctc["sha256"], "threads": ctc["threads"]}
 
 
 def _word_level_stage(
