@@ -46,7 +46,7 @@ from report_header import report_header, write_report
 
 from fl_app.base import base_dir
 from fl_app.datasets.real import CITATION, RealSwipe, load_real
-from fl_app.datasets.real_eval import LexiconCondition, ranks, user_bootstrap
+from fl_app.datasets.real_eval import LexiconCondition, paired_points, ranks
 from fl_app.decoder.evaluation import metrics_from_ranks
 from fl_app.decoder.features import other_view
 from fl_app.decoder.keyboard import Keyboard
@@ -277,8 +277,7 @@ def lexicon_sizes(
 
 
 def _points(swipes: list[RealSwipe], hits: np.ndarray, base: np.ndarray) -> str:
-    mean, low, high = user_bootstrap([r.user for r in swipes], hits, base)
-    return f"{100 * mean:+.1f} ({100 * low:+.1f} to {100 * high:+.1f})"
+    return paired_points([r.user for r in swipes], hits, base)
 
 
 def main(argv: list[str] | None = None) -> int:

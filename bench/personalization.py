@@ -35,7 +35,7 @@ from report_header import report_header, write_report  # noqa: E402
 
 from fl_app.datasets.importer import import_file  # noqa: E402
 from fl_app.datasets.real import CITATION, real_swipes_file  # noqa: E402
-from fl_app.datasets.real_eval import user_bootstrap  # noqa: E402
+from fl_app.datasets.real_eval import paired_points, user_bootstrap  # noqa: E402
 from fl_app.swipes.store import SwipeStore  # noqa: E402
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "personalization.md"
@@ -165,8 +165,7 @@ def part_lines(part: str, rows: list[dict]) -> list[str]:
     for which in ("after", "served"):
         users, word = per_swipe_hits(rows, "word-level", which)
         _, ctc = per_swipe_hits(rows, "CTC", which)
-        mean, low, high = user_bootstrap(users, word, ctc)
-        lines.append(f"- {which}: {100 * mean:+.1f} ({100 * low:+.1f} to {100 * high:+.1f})")
+        lines.append(f"- {which}: {paired_points(users, word, ctc)}")
     mined = sum(r["word-level"].get("mined", 0) for r in rows)
     trained = sum(r["word-level"]["n_train"] for r in rows)
     lines += [

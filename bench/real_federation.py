@@ -44,7 +44,7 @@ from fl_app.base import base_dir
 from fl_app.checkpoints.format import read_checkpoint_dir
 from fl_app.datasets.importer import import_file
 from fl_app.datasets.real import CITATION, load_real, real_swipes_file, stratified_sample
-from fl_app.datasets.real_eval import LexiconCondition, measure_on_real, user_bootstrap
+from fl_app.datasets.real_eval import LexiconCondition, measure_on_real, paired_points
 from fl_app.decoder.spec import DecoderSpec, model_arrays
 from fl_app.decoder.training import SwipeDataset, TrainConfig, train
 from fl_app.federation.config import compose, finalize
@@ -197,8 +197,7 @@ def difference(dev, a, b) -> str:
     """`a - b` top-1 in points with its paired 95% interval over dev users."""
     hits_a = [r == 1 for r in a.ranks]
     hits_b = [r == 1 for r in b.ranks]
-    mean, low, high = user_bootstrap([r.user for r in dev], hits_a, hits_b)
-    return f"{100 * mean:+.1f} ({100 * low:+.1f} to {100 * high:+.1f})"
+    return paired_points([r.user for r in dev], hits_a, hits_b)
 
 
 # -- personalization -----------------------------------------------------------------------

@@ -23,3 +23,9 @@ def val_and_dev(limit: int) -> tuple[list[RealSwipe], list[RealSwipe]]:
     """Public-val (weights are chosen on it) and dev (figures are reported on it), each cut to
     its first `limit` swipes (0: all)."""
     return load_real("public-val")[: limit or None], load_real("dev")[: limit or None]
+
+
+def parts_sentence(val: list[RealSwipe], dev: list[RealSwipe]) -> str:
+    """How many swipes and people a report's figures rest on."""
+    users = len({r.user for r in dev})
+    return f"Dev: {len(dev)} swipes of {users} users; public-val: {len(val)} swipes."

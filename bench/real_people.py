@@ -22,12 +22,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from real_parts import real_bench_parser, val_and_dev
+from real_parts import parts_sentence, real_bench_parser, val_and_dev
 from report_header import report_header, shown_path, write_report
 
 from fl_app.base import base_dir
 from fl_app.datasets.real import CITATION, RealSwipe, real_users
-from fl_app.datasets.real_eval import CONDITIONS, measure_on_real, user_bootstrap
+from fl_app.datasets.real_eval import CONDITIONS, measure_on_real, paired_points
 from fl_app.decoder.spec import read_model_dir
 
 ROOT = Path(__file__).resolve().parent
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     lines += [
         __doc__.split("\n\n", 2)[2].strip(),
         "",
-        f"Dev: {len(dev)} swipes of {len(set(users))} users; public-val: {len(val)} swipes.",
+        parts_sentence(val, dev),
         "",
         f"| real people | model | public-val top-1, {PAIRED.label} | dev top-1 | dev top-4 "
         f"| dev vs {most} people (points) | recorded top-1, public-val; dev (three lexicons) |",
@@ -115,8 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         if str(n) == most:
             diff = ""
         else:
-            mean, low, high = user_bootstrap(users, hits[str(n)], hits[most])
-            diff = f"{100 * mean:+.1f} ({100 * low:+.1f} to {100 * high:+.1f})"
+            diff = paired_points(users, hits[str(n)], hits[most])
         lines.append(
             f"| {n} | `{shown_path(directory)}` | {fig.tuned['val_top1']:.3f} "
             f"| {fig.metrics['top1']:.3f} | {fig.metrics['top4']:.3f} | {diff} "

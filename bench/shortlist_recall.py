@@ -27,7 +27,7 @@ from report_header import report_header, write_report
 
 from fl_app.base import base_dir
 from fl_app.datasets.real import CITATION, RealSwipe, load_real
-from fl_app.datasets.real_eval import LexiconCondition, ranks, user_bootstrap
+from fl_app.datasets.real_eval import LexiconCondition, paired_points, ranks
 from fl_app.decoder.evaluation import metrics_from_ranks
 from fl_app.decoder.ranking import LearnedDecoder
 from fl_app.decoder.spec import read_model_dir
@@ -92,8 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             diff = ""
         else:
             users = [r.user for r in parts["dev"]]
-            mean, low, high = user_bootstrap(users, hits[n], hits[shipped])
-            diff = f"{100 * mean:+.1f} ({100 * low:+.1f} to {100 * high:+.1f})"
+            diff = paired_points(users, hits[n], hits[shipped])
         rows.append(
             f"| {n}{' (shipped)' if n == shipped else ''} | {val_top1:.3f} | {m['top1']:.3f} "
             f"| {m['top4']:.3f} | {diff} | {weights.template:g}/{weights.prior:g}/"

@@ -32,7 +32,7 @@ from report_header import report_header, write_report
 
 from fl_app.base import base_dir
 from fl_app.datasets.real import CITATION, RealSwipe, load_real
-from fl_app.datasets.real_eval import CONDITIONS, RealFigure, measure_on_real, user_bootstrap
+from fl_app.datasets.real_eval import CONDITIONS, RealFigure, measure_on_real, paired_points
 from fl_app.decoder.discriminative import fine_tune, mine_choices
 from fl_app.decoder.model import SwipeModel
 from fl_app.decoder.ranking import LearnedDecoder
@@ -147,8 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             ref_hits = np.array([r == 1 for r in ref.ranks], dtype=float)
             diff = ""
             if fig is not ref:
-                mean, low, high = user_bootstrap(users, hits, ref_hits)
-                diff = f"{100 * mean:+.1f} ({100 * low:+.1f} to {100 * high:+.1f})"
+                diff = paired_points(users, hits, ref_hits)
             lines.append(
                 f"| {label} | {fig.condition} | {fig.tuned['val_top1']:.3f} | "
                 f"{fig.metrics['top1']:.3f} | {fig.metrics['top4']:.3f} | {diff} |"

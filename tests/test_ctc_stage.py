@@ -4,6 +4,8 @@ other settings is refused before any data is made."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +13,7 @@ import torch
 from fl_app.base import base_dir
 from fl_app.checkpoints.format import read_manifest_dir
 from fl_app.pretrain.config import PretrainConfig
-from fl_app.pretrain.ctc_stage import read_stage, write_stage
+from fl_app.pretrain.ctc_stage import differing_settings, read_stage, write_stage
 from fl_app.pretrain.recipe import decoder_spec, run
 
 
@@ -89,3 +91,15 @@ def test_a_stage_made_with_other_settings_is_refused_before_any_data(tmp_path):
     shipped.ctc_stage_from = str(base_dir())
     with pytest.raises(ValueError, match="not a CTC stage"):
         run(shipped, log=lambda _: None)
+
+
+def test_differing_settings_names_every_nested_difference_once():
+    """What the refusal above and bench/paired_models.py's "changes" column are made of."""
+    there = {"train": {"lr": 0.002, "steps": 10}, "seed": 0, "gone": 1}
+    here = {"train": {"lr": 0.001, "steps": 10}, "seed": 0, "new": [1, 2]}
+    assert differing_settings(there, here) == [
+        ("gone", 1, None),
+        ("new", None, [1, 2]),
+        ("train.lr", 0.002, 0.001),
+    ]
+    assert differing_settings(here, json.loads(json.dumps(here))) == []

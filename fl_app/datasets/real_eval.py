@@ -95,6 +95,12 @@ def user_bootstrap(
     return float(diff.mean()), float(low), float(high)
 
 
+def paired_points(users: Sequence[str], a: Sequence[float], b: Sequence[float]) -> str:
+    """`a - b` in points with its 95% interval over users, as a report's table shows it."""
+    mean, low, high = user_bootstrap(users, a, b)
+    return f"{100 * mean:+.1f} ({100 * low:+.1f} to {100 * high:+.1f})"
+
+
 CONDITIONS = (
     LexiconCondition(10_000, True),
     LexiconCondition(FULL_SIZE, True),

@@ -61,7 +61,10 @@ def read_stage(
     stage = dict(manifest["stage"])
     # Through JSON, as the record went: tuples become lists on both sides.
     recorded, wanted = stage.pop("settings"), json.loads(json.dumps(stage_settings(cfg)))
-    differences = _differences(recorded, wanted)
+    differences = [
+        f"{name} is {there!r} there, {here!r} here"
+        for name, there, here in differing_settings(recorded, wanted)
+    ]
     if differences:
         raise ValueError(
             f"the CTC stage in {directory} was made with other settings: "
@@ -71,13 +74,13 @@ def read_stage(
     return model, {**stage, "dir": str(directory), "sha256": manifest["sha256"]}
 
 
-def _differences(recorded: Any, wanted: Any, path: str = "") -> list[str]:
-    if isinstance(recorded, dict) and isinstance(wanted, dict):
+def differing_settings(a: Any, b: Any, path: str = "") -> list[tuple[str, Any, Any]]:
+    """(dotted name, value in `a`, value in `b`) for each setting where two nested configs (as
+    JSON gives them) differ; a setting one of them lacks is None there."""
+    if isinstance(a, dict) and isinstance(b, dict):
         out = []
-        for key in sorted(set(recorded) | set(wanted)):
+        for key in sorted(set(a) | set(b)):
             name = f"{path}.{key}" if path else key
-            out += _differences(recorded.get(key), wanted.get(key), name)
+            out += differing_settings(a.get(key), b.get(key), name)
         return out
-    if recorded != wanted:
-        return [f"{path} is {recorded!r} there, {wanted!r} here"]
-    return []
+    return [(path, a, b)] if a != b else []

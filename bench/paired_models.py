@@ -1,0 +1,110 @@
+"""Recipe outputs paired by swipe on the same real people: is a change a gain, or the spread
+between runs?
+
+    python bench/paired_models.py --models REFERENCE DIR [DIR ...] [--limit N] [--threads 2]
+
+Every model folder is one run of `python -m fl_app.pretrain` (or the shipped base); the first
+is the reference. Under "10k + the evaluated words" each model's decoding weights are tuned on
+public-val, where choices are made, and its dev ranks kept; each other model's dev top-1 is
+shown against the reference's, paired by swipe, with a 95% interval from resampling users.
+The "changes" column lists where a run's recipe differs from the reference's (output folders
+and thread counts left out). Word-level experiments started from one CTC stage
+(`ctc_stage_from`) against a control from the same stage share every CTC weight, so what
+separates them is the word-level change alone (docs/pretraining.md).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from real_parts import parts_sentence, real_bench_parser, val_and_dev
+from report_header import report_header, shown_path, write_report
+
+from fl_app.datasets.real import CITATION
+from fl_app.datasets.real_eval import CONDITIONS, measure_on_real, paired_points
+from fl_app.decoder.spec import read_model_dir
+from fl_app.pretrain.config import PretrainConfig
+from fl_app.pretrain.ctc_stage import differing_settings
+
+ROOT = Path(__file__).resolve().parent
+DEFAULT_OUT = ROOT / "results" / "paired-models.md"
+PAIRED = CONDITIONS[0]  # 10k + evaluated words: the issue's headline target
+# where two runs may differ without their recipes differing
+NOT_RECIPE = ("out", "ctc_stage_out", "train.threads", "evaluate_dev", "eval_swipes")
+
+
+def recipe_changes(manifest: dict, reference: dict) -> str:
+    """`name=value` for each recipe setting where `manifest` differs from `reference`; a
+    setting a manifest predates counts as its default (what the recipe did before it)."""
+    defaults = json.loads(json.dumps(asdict(PretrainConfig())))
+    mine = manifest.get("recipe", {}).get("config", {})
+    theirs = reference.get("recipe", {}).get("config", {})
+    changes = []
+    for name, value, other in differing_settings(mine, theirs):
+        default = _setting(defaults, name)
+        value = default if value is None else value
+        if name not in NOT_RECIPE and value != (default if other is None else other):
+            changes.append(f"{name}={json.dumps(value)}")
+    return ", ".join(changes) or "(none)"
+
+
+def _setting(tree: dict, dotted: str) -> object:
+    for key in dotted.split("."):
+        tree = tree.get(key) if isinstance(tree, dict) else None
+    return tree
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = real_bench_parser(__doc__, DEFAULT_OUT)
+    parser.add_argument("--models", type=Path, nargs="+", required=True, help="the reference first")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if len(args.models) < 2 or len(set(args.models)) != len(args.models):
+        parser.error("--models takes the reference and at least one other folder, each once")
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+
+    loaded = {shown_path(d): read_model_dir(d) for d in args.models}
+    val, dev = val_and_dev(args.limit)
+    models = {label: (spec, model) for label, (spec, model, _) in loaded.items()}
+    figures = measure_on_real(models, dev, val, [PAIRED], template=False)
+    hits = {f.decoder: np.array([r == 1 for r in f.ranks], dtype=float) for f in figures}
+    users = [r.user for r in dev]
+    reference = next(iter(loaded))
+    reference_manifest = loaded[reference][2]
+
+    lines = report_header("Models paired by swipe", "paired_models.py", argv=argv)
+    lines += [
+        __doc__.split("\n\n", 2)[2].strip(),
+        "",
+        parts_sentence(val, dev),
+        "",
+        f"| model | changes against `{reference}` | public-val top-1 | dev top-1 | dev top-4 "
+        f"| dev vs reference (points) |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    for fig in figures:
+        manifest = loaded[fig.decoder][2]
+        is_reference = fig.decoder == reference
+        changes = "reference" if is_reference else recipe_changes(manifest, reference_manifest)
+        diff = "" if is_reference else paired_points(users, hits[fig.decoder], hits[reference])
+        lines.append(
+            f"| `{fig.decoder}` | {changes} | {fig.tuned['val_top1']:.3f} "
+            f"| {fig.metrics['top1']:.3f} | {fig.metrics['top4']:.3f} | {diff} |"
+        )
+    lines += [
+        "",
+        f"Condition: {PAIRED.label}. Wall time {time.perf_counter() - t0:.0f} s. {CITATION}",
+        "",
+    ]
+    write_report(args.out, "\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,27 @@
+"""The intervals every real figure and every paired comparison is reported with resample
+*people*, not swipes: one person's swipes share a hand and a phone, so they move together."""
+
+from __future__ import annotations
+
+from fl_app.datasets.real_eval import paired_points, user_bootstrap
+
+
+def test_a_difference_carried_by_one_person_gets_an_interval_that_reaches_zero():
+    # nine swipes of one person gain, one swipe of another does not: resampling swipes would
+    # give a tight interval round +90; resampling the two people gives every mix of them
+    users = ["a"] * 9 + ["b"]
+    better = [1.0] * 10
+    worse = [0.0] * 9 + [1.0]
+    mean, low, high = user_bootstrap(users, better, worse)
+    assert abs(mean - 0.9) < 1e-12
+    assert (low, high) == (0.0, 1.0)
+    assert paired_points(users, better, worse) == "+90.0 (+0.0 to +100.0)"
+
+
+def test_equal_models_differ_by_nothing_and_the_sign_follows_the_order():
+    users = ["a", "a", "b", "c"]
+    hits = [1.0, 0.0, 1.0, 1.0]
+    assert paired_points(users, hits, hits) == "+0.0 (+0.0 to +0.0)"
+    none = [0.0] * 4
+    assert paired_points(users, none, [1.0] * 4) == "-100.0 (-100.0 to -100.0)"
+    assert paired_points(users, hits, none) == "+75.0 (+50.0 to +100.0)"
