@@ -21,7 +21,6 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import torch
 from real_parts import parts_sentence, real_bench_parser, val_and_dev
 from report_header import report_header, shown_path, write_report
@@ -37,27 +36,32 @@ DEFAULT_OUT = ROOT / "results" / "paired-models.md"
 PAIRED = CONDITIONS[0]  # 10k + evaluated words: the issue's headline target
 # where two runs may differ without their recipes differing
 NOT_RECIPE = ("out", "ctc_stage_out", "train.threads", "evaluate_dev", "eval_swipes")
+# today's recipe as a manifest records it (through JSON: tuples become lists)
+DEFAULTS = json.loads(json.dumps(asdict(PretrainConfig())))
 
 
 def recipe_changes(manifest: dict, reference: dict) -> str:
     """`name=value` for each recipe setting where `manifest` differs from `reference`; a
-    setting a manifest predates counts as its default (what the recipe did before it)."""
-    defaults = json.loads(json.dumps(asdict(PretrainConfig())))
-    mine = manifest.get("recipe", {}).get("config", {})
-    theirs = reference.get("recipe", {}).get("config", {})
-    changes = []
-    for name, value, other in differing_settings(mine, theirs):
-        default = _setting(defaults, name)
-        value = default if value is None else value
-        if name not in NOT_RECIPE and value != (default if other is None else other):
-            changes.append(f"{name}={json.dumps(value)}")
+    setting a manifest predates reads as its default (what the recipe did before it)."""
+    mine, theirs = (
+        with_defaults(m.get("recipe", {}).get("config", {})) for m in (manifest, reference)
+    )
+    changes = [
+        f"{name}={json.dumps(value)}"
+        for name, value, _ in differing_settings(mine, theirs)
+        if name not in NOT_RECIPE
+    ]
     return ", ".join(changes) or "(none)"
 
 
-def _setting(tree: dict, dotted: str) -> object:
-    for key in dotted.split("."):
-        tree = tree.get(key) if isinstance(tree, dict) else None
-    return tree
+def with_defaults(config: dict, defaults: dict = DEFAULTS) -> dict:
+    """`config` with every setting it lacks, at any depth, taken from `defaults`."""
+    merged = dict(defaults)
+    for key, value in config.items():
+        below = defaults.get(key)
+        both_sections = isinstance(value, dict) and isinstance(below, dict)
+        merged[key] = with_defaults(value, below) if both_sections else value
+    return merged
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     val, dev = val_and_dev(args.limit)
     models = {label: (spec, model) for label, (spec, model, _) in loaded.items()}
     figures = measure_on_real(models, dev, val, [PAIRED], template=False)
-    hits = {f.decoder: np.array([r == 1 for r in f.ranks], dtype=float) for f in figures}
+    hits = {f.decoder: f.hits for f in figures}
     users = [r.user for r in dev]
     reference = next(iter(loaded))
     reference_manifest = loaded[reference][2]

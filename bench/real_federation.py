@@ -195,9 +195,7 @@ def dev_figures(models: dict[str, tuple[DecoderSpec, dict]], dev, val) -> dict:
 
 def difference(dev, a, b) -> str:
     """`a - b` top-1 in points with its paired 95% interval over dev users."""
-    hits_a = [r == 1 for r in a.ranks]
-    hits_b = [r == 1 for r in b.ranks]
-    return paired_points([r.user for r in dev], hits_a, hits_b)
+    return paired_points([r.user for r in dev], a.hits, b.hits)
 
 
 # -- personalization -----------------------------------------------------------------------

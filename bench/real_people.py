@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     val, dev = val_and_dev(args.limit)
     models = {str(n): (spec, model) for n, (_, (spec, model, _)) in zip(counts, runs)}
     figures = measure_on_real(models, dev, val, [PAIRED], template=False)
-    hits = {f.decoder: np.array([r == 1 for r in f.ranks], dtype=float) for f in figures}
+    hits = {f.decoder: f.hits for f in figures}
     users = [r.user for r in dev]
     most = str(counts[-1])
 

@@ -26,7 +26,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 from report_header import report_header, write_report
 
@@ -143,11 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     users = [r.user for r in dev]
     for label, (figures, _) in arms.items():
         for fig, ref in zip(figures, control):
-            hits = np.array([r == 1 for r in fig.ranks], dtype=float)
-            ref_hits = np.array([r == 1 for r in ref.ranks], dtype=float)
-            diff = ""
-            if fig is not ref:
-                diff = paired_points(users, hits, ref_hits)
+            diff = "" if fig is ref else paired_points(users, fig.hits, ref.hits)
             lines.append(
                 f"| {label} | {fig.condition} | {fig.tuned['val_top1']:.3f} | "
                 f"{fig.metrics['top1']:.3f} | {fig.metrics['top4']:.3f} | {diff} |"

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from fl_app.datasets.real_eval import paired_points, user_bootstrap
+from fl_app.datasets.real_eval import RealFigure, paired_points, user_bootstrap
 
 
 def test_a_difference_carried_by_one_person_gets_an_interval_that_reaches_zero():
@@ -25,3 +25,9 @@ def test_equal_models_differ_by_nothing_and_the_sign_follows_the_order():
     none = [0.0] * 4
     assert paired_points(users, none, [1.0] * 4) == "-100.0 (-100.0 to -100.0)"
     assert paired_points(users, hits, none) == "+75.0 (+50.0 to +100.0)"
+
+
+def test_a_figures_hits_count_only_the_first_rank():
+    """What the paired benchmarks pair: a word ranked second, or not at all, is a miss."""
+    fig = RealFigure("m", "10k", {}, (0.0, 0.0), ranks=[1, 2, None, 1])
+    assert fig.hits.tolist() == [1.0, 0.0, 0.0, 1.0]

@@ -119,6 +119,11 @@ class RealFigure:
     tuned: dict = field(default_factory=dict)
     ranks: list[int | None] = field(default_factory=list, repr=False)
 
+    @property
+    def hits(self) -> np.ndarray:
+        """1.0 for each evaluated swipe whose word ranked first: what paired comparisons pair."""
+        return np.array([r == 1 for r in self.ranks], dtype=float)
+
 
 def figure(
     label: str, condition: LexiconCondition, swipes: Sequence[RealSwipe], rank_list, tuned: dict
