@@ -1,11 +1,12 @@
 """Recipe outputs paired by swipe on the same real people: is a change a gain, or the spread
 between runs?
 
-    python bench/paired_models.py --models REFERENCE DIR [DIR ...] [--limit N] [--threads 2]
+    python bench/paired_models.py --models REFERENCE DIR [DIR ...] [--lexicon 10k+words]
+        [--limit N] [--threads 2]
 
 Every model folder is one run of `python -m fl_app.pretrain` (or the shipped base); the first
-is the reference. Under "10k + the evaluated words" each model's decoding weights are tuned on
-public-val, where choices are made, and its dev ranks kept; each other model's dev top-1 is
+is the reference. Under one lexicon condition (`--lexicon`: "10k + the evaluated words", the
+headline target's, unless told) each model's decoding weights are tuned on public-val, where choices are made, and its dev ranks kept; each other model's dev top-1 is
 shown against the reference's, paired by swipe, with a 95% interval from resampling users.
 The "changes" column lists where a run's recipe differs from the reference's (output folders
 and thread counts left out). Word-level experiments started from one CTC stage
@@ -25,6 +26,7 @@ import torch
 from real_parts import parts_sentence, real_bench_parser, val_and_dev
 from report_header import report_header, shown_path, write_report
 
+from fl_app.datasets.measure import CONDITION_NAMES
 from fl_app.datasets.real import CITATION
 from fl_app.datasets.real_eval import CONDITIONS, measure_on_real, paired_points
 from fl_app.decoder.spec import read_model_dir
@@ -33,7 +35,6 @@ from fl_app.pretrain.ctc_stage import differing_settings
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_OUT = ROOT / "results" / "paired-models.md"
-PAIRED = CONDITIONS[0]  # 10k + evaluated words: the issue's headline target
 # where two runs may differ without their recipes differing
 NOT_RECIPE = ("out", "ctc_stage_out", "train.threads", "evaluate_dev", "eval_swipes")
 # today's recipe as a manifest records it (through JSON: tuples become lists)
@@ -67,16 +68,23 @@ def with_defaults(config: dict, defaults: dict = DEFAULTS) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = real_bench_parser(__doc__, DEFAULT_OUT)
     parser.add_argument("--models", type=Path, nargs="+", required=True, help="the reference first")
+    parser.add_argument(
+        "--lexicon",
+        choices=CONDITION_NAMES,
+        default=CONDITION_NAMES[0],  # 10k + evaluated words: the issue's headline target
+        help="the lexicon condition paired under",
+    )
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if len(args.models) < 2 or len(set(args.models)) != len(args.models):
         parser.error("--models takes the reference and at least one other folder, each once")
+    paired = CONDITIONS[CONDITION_NAMES.index(args.lexicon)]
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
 
     loaded = {shown_path(d): read_model_dir(d) for d in args.models}
     val, dev = val_and_dev(args.limit)
     models = {label: (spec, model) for label, (spec, model, _) in loaded.items()}
-    figures = measure_on_real(models, dev, val, [PAIRED], template=False)
+    figures = measure_on_real(models, dev, val, [paired], template=False)
     hits = {f.decoder: f.hits for f in figures}
     users = [r.user for r in dev]
     reference = next(iter(loaded))
@@ -103,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     lines += [
         "",
-        f"Condition: {PAIRED.label}. Wall time {time.perf_counter() - t0:.0f} s. {CITATION}",
+        f"Condition: {paired.label}. Wall time {time.perf_counter() - t0:.0f} s. {CITATION}",
         "",
     ]
     write_report(args.out, "\n".join(lines))
