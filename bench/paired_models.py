@@ -6,8 +6,9 @@ between runs?
 
 Every model folder is one run of `python -m fl_app.pretrain` (or the shipped base); the first
 is the reference. Under one lexicon condition (`--lexicon`: "10k + the evaluated words", the
-headline target's, unless told) each model's decoding weights are tuned on public-val, where choices are made, and its dev ranks kept; each other model's dev top-1 is
-shown against the reference's, paired by swipe, with a 95% interval from resampling users.
+headline target's, unless told) each model's decoding weights are tuned on public-val, where
+choices are made, and its dev ranks kept; each other model's dev top-1 is shown against the
+reference's, paired by swipe, with a 95% interval from resampling users.
 The "changes" column lists where a run's recipe differs from the reference's (output folders
 and thread counts left out). Word-level experiments started from one CTC stage
 (`ctc_stage_from`) against a control from the same stage share every CTC weight, so what
