@@ -27,9 +27,9 @@ import torch
 from real_parts import parts_sentence, real_bench_parser, val_and_dev
 from report_header import report_header, shown_path, write_report
 
-from fl_app.datasets.measure import CONDITION_NAMES
+from fl_app.datasets.measure import CONDITION_NAMES, conditions_named
 from fl_app.datasets.real import CITATION
-from fl_app.datasets.real_eval import CONDITIONS, measure_on_real, paired_points
+from fl_app.datasets.real_eval import measure_on_real, paired_points
 from fl_app.decoder.spec import read_model_dir
 from fl_app.pretrain.config import PretrainConfig
 from fl_app.pretrain.ctc_stage import differing_settings
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if len(args.models) < 2 or len(set(args.models)) != len(args.models):
         parser.error("--models takes the reference and at least one other folder, each once")
-    paired = CONDITIONS[CONDITION_NAMES.index(args.lexicon)]
+    (paired,) = conditions_named(args.lexicon)
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
 
