@@ -53,7 +53,7 @@ class DiscriminativeConfig:
     warmup_steps: int = 100
     weight_decay: float = 1e-4
     grad_clip: float = 1.0
-    word_weight: float = 1.0  # the word-level loss beside the truth's CTC loss
+    word_weight: float = 3.0  # the word-level loss beside the truth's CTC loss
     real_share: float = 0.5  # of each batch, when there are real swipes
     synthetic_users: int = 400  # fresh synthetic users mined for the stage
     synthetic_seed: int = 7
