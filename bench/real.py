@@ -35,18 +35,25 @@ OUT = Path(__file__).resolve().parent / "results" / "real.md"
 
 
 def decode_latency(spec: DecoderSpec, model: SwipeModel, swipes: list[RealSwipe]) -> dict:
-    """Milliseconds to decode one swipe (batch of one) with the shipped lexicon."""
+    """Milliseconds to decode one swipe (batch of one) with the shipped lexicon, and the same for
+    the decoder's own template pass alone, timed on the same swipes in turn with it: a baseline
+    from the same minutes, so a day when the machine runs slow shows in both (the ratio holds)."""
     decoder = spec.build_decoder(model, load_lexicon(spec.language, 100_000))
     for r in swipes[:20]:
         decoder.decode(r.swipe.points, r.swipe.keyboard)
     gc.collect()
-    times = []
+    learned, template = [], []
     for r in swipes:
         decoder.template.templates(r.swipe.keyboard)  # a device's keyboard: built once
-        t = time.perf_counter()
-        decoder.decode(r.swipe.points, r.swipe.keyboard)
-        times.append((time.perf_counter() - t) * 1e3)
-    return {"p50_ms": float(np.percentile(times, 50)), "p99_ms": float(np.percentile(times, 99))}
+        for times, decode in ((learned, decoder.decode), (template, decoder.template.decode)):
+            t = time.perf_counter()
+            decode(r.swipe.points, r.swipe.keyboard)
+            times.append((time.perf_counter() - t) * 1e3)
+    return {
+        f"{name}{q}_ms": float(np.percentile(times, q))
+        for name, times in (("p", learned), ("template_p", template))
+        for q in (50, 99)
+    }
 
 
 def coverage_table(dev: list[RealSwipe]) -> list[str]:
@@ -87,7 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     lat = [
         f"- {label} ({count_parameters(m):,} parameters): decode p50 {v['p50_ms']:.1f} ms, "
         f"p99 {v['p99_ms']:.1f} ms per swipe (batch of one, 100,000-word lexicon, "
-        f"{min(len(dev), args.latency_swipes)} dev swipes, {torch.get_num_threads()} threads)"
+        f"{min(len(dev), args.latency_swipes)} dev swipes, {torch.get_num_threads()} threads); "
+        f"its template pass alone, timed in turn with it: p50 {v['template_p50_ms']:.1f} ms, "
+        f"p99 {v['template_p99_ms']:.1f} ms (the whole decode {v['p50_ms'] / v['template_p50_ms']:.1f}x "
+        f"that at p50, {v['p99_ms'] / v['template_p99_ms']:.1f}x at p99)"
         for (label, v), (_, m) in zip(latency.items(), models.values())
     ]
     text = "\n".join(
