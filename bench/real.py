@@ -49,11 +49,23 @@ def decode_latency(spec: DecoderSpec, model: SwipeModel, swipes: list[RealSwipe]
             t = time.perf_counter()
             decode(r.swipe.points, r.swipe.keyboard)
             times.append((time.perf_counter() - t) * 1e3)
-    return {
-        f"{name}{q}_ms": float(np.percentile(times, q))
-        for name, times in (("p", learned), ("template_p", template))
-        for q in (50, 99)
-    }
+    return {"decode": percentiles_ms(learned), "template": percentiles_ms(template)}
+
+
+def percentiles_ms(times: list[float]) -> dict[str, float]:
+    return {"p50": float(np.percentile(times, 50)), "p99": float(np.percentile(times, 99))}
+
+
+def latency_line(label: str, parameters: int, latency: dict, n: int) -> str:
+    d, t = latency["decode"], latency["template"]
+    return (
+        f"- {label} ({parameters:,} parameters): decode p50 {d['p50']:.1f} ms, "
+        f"p99 {d['p99']:.1f} ms per swipe (batch of one, 100,000-word lexicon, "
+        f"{n} dev swipes, {torch.get_num_threads()} threads); "
+        f"its template pass alone, timed in turn with it: p50 {t['p50']:.1f} ms, "
+        f"p99 {t['p99']:.1f} ms (the whole decode {d['p50'] / t['p50']:.1f}x "
+        f"that at p50, {d['p99'] / t['p99']:.1f}x at p99)"
+    )
 
 
 def coverage_table(dev: list[RealSwipe]) -> list[str]:
@@ -92,13 +104,10 @@ def main(argv: list[str] | None = None) -> int:
         argv,
     )
     lat = [
-        f"- {label} ({count_parameters(m):,} parameters): decode p50 {v['p50_ms']:.1f} ms, "
-        f"p99 {v['p99_ms']:.1f} ms per swipe (batch of one, 100,000-word lexicon, "
-        f"{min(len(dev), args.latency_swipes)} dev swipes, {torch.get_num_threads()} threads); "
-        f"its template pass alone, timed in turn with it: p50 {v['template_p50_ms']:.1f} ms, "
-        f"p99 {v['template_p99_ms']:.1f} ms (the whole decode {v['p50_ms'] / v['template_p50_ms']:.1f}x "
-        f"that at p50, {v['p99_ms'] / v['template_p99_ms']:.1f}x at p99)"
-        for (label, v), (_, m) in zip(latency.items(), models.values())
+        latency_line(
+            label, count_parameters(model), latency[label], n=len(dev[: args.latency_swipes])
+        )
+        for label, (_, model) in models.items()
     ]
     text = "\n".join(
         [
