@@ -51,6 +51,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--seeds", default="0,1,2,3,4", help="data.seed values, comma-separated")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    p.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        help="a Hydra override for every run of both arms (repeatable), e.g. train.word_weight=3",
+    )
     return p.parse_args(argv)
 
 
@@ -77,9 +83,9 @@ class RealJudge:
         return 100 * mean, 100 * low, 100 * high
 
 
-def run_arm(seed: int, arm: str, work: Path) -> dict:
+def run_arm(seed: int, arm: str, work: Path, extra: list[str]) -> dict:
     """One main job: its run summary, the round it released (None) and its rounds' tensors."""
-    overrides = [f"paths.root={work / f'{arm}-{seed}'}", f"data.seed={seed}", ARMS[arm]]
+    overrides = [*extra, f"paths.root={work / f'{arm}-{seed}'}", f"data.seed={seed}", ARMS[arm]]
     overrides.append("evaluation.report_dev=false")  # the bench measures dev itself
     cfg = finalize(compose(overrides))
     t0 = time.perf_counter()
@@ -138,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     base_hits = {p: judge(base_sha, base_spec, base_tensors, p) for p in judge.parts}
 
     seeds = [int(s) for s in args.seeds.split(",")]
-    runs = [run_arm(seed, arm, work) for seed in seeds for arm in ARMS]
+    runs = [run_arm(seed, arm, work, args.override) for seed in seeds for arm in ARMS]
     rows, served_rows = [], []
     for seed in seeds:
         arms = {r["arm"]: r for r in runs if r["seed"] == seed}
@@ -171,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     lines += [
         __doc__.split("\n\n", 2)[2].strip(),
         "",
+        *([f"Every run also had `{' '.join(args.override)}`.", ""] if args.override else []),
         f"Shipped base as served: public-val top-1 {base_top1['public-val']:.3f} "
         f"({len(base_hits['public-val'])} swipes), dev {base_top1['dev']:.3f} "
         f"({len(base_hits['dev'])} swipes).",
