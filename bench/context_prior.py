@@ -3,7 +3,7 @@ miss readings bound (bench/results/real-misses.md, "a perfect context could save
 with word-pair counts that install from PyPI.
 
     pip install -e '.[context]'
-    python bench/context_prior.py [--model DIR] [--limit N] [--threads 2]
+    python bench/context_prior.py [--model DIR] [--corpora shipped,wordsegment,symspellpy]
 
 Under each lexicon condition the model's fusion weights are tuned on public-val without
 context (as bench/real_misses.py does), every public-val and dev swipe is scored once, and the
@@ -16,9 +16,11 @@ decoder's own first choice for it without context, as when nobody fixes anything
 candidates are the ones the decoder scores without context (the context does not move the
 cuts). Paired differences are over users, against the same decoder without context.
 
-Corpora: `wordsegment` (Google Web Trillion Word Corpus counts, Norvig's "Natural Language
-Corpus Data"; the package is Apache-2.0) and `symspellpy` (Google Books Ngram counts, CC BY 3.0
-by the package's account; MIT). Neither is shipped with swipe-fl.
+Corpora: `shipped`, the table a sidecar uses (fl_app/decoder/data/word-pairs-en.tsv.gz:
+symspellpy's counts cut to pairs of the 100,000-word lexicon's words), `symspellpy` (Google
+Books Ngram counts, CC BY 3.0 by the package's account; MIT) and `wordsegment` (Google Web
+Trillion Word Corpus counts, Norvig's "Natural Language Corpus Data"; the package is
+Apache-2.0); the last two need `pip install -e '.[context]'`.
 """
 
 from __future__ import annotations
@@ -37,7 +39,12 @@ from report_header import report_header, shown_path, write_report
 from fl_app.base import base_dir
 from fl_app.datasets.real import CITATION, RealSwipe
 from fl_app.datasets.real_eval import CONDITIONS, paired_points, tuned_on_val, tuned_template
-from fl_app.decoder.context import WordPairPrior, context_feature, previous_words
+from fl_app.decoder.context import (
+    WordPairPrior,
+    context_feature,
+    previous_words,
+    shipped_table,
+)
 from fl_app.decoder.ranking import CandidateScores, LearnedDecoder
 from fl_app.decoder.spec import read_model_dir
 
@@ -47,7 +54,7 @@ MEASURED_UNDER = (CONDITIONS[0], CONDITIONS[2])  # 10k + evaluated words; 100k a
 SHARES = (0.5, 0.9, 0.97, 0.99)
 WEIGHTS = (0.3, 0.6, 1.0, 1.5, 2.0, 3.0)
 # Corpus name -> (package, unigram file, word-pair file) inside the installed package.
-CORPORA = {
+PACKAGES = {
     "wordsegment": ("wordsegment", "unigrams.txt", "bigrams.txt"),
     "symspellpy": (
         "symspellpy",
@@ -55,16 +62,20 @@ CORPORA = {
         "frequency_bigramdictionary_en_243_342.txt",
     ),
 }
+SHIPPED = "shipped"  # the package's own table (scripts/make_word_pairs.py): no extra needed
+CORPORA = (SHIPPED, *PACKAGES)
 
 
-def corpus_files(name: str) -> tuple[Path, Path]:
-    """The installed package's counts files (found, not imported), or a clear exit."""
-    package, unigrams, pairs = CORPORA[name]
+def load_corpus(name: str) -> WordPairPrior:
+    """The shipped table, or an installed package's counts files (found, not imported)."""
+    if name == SHIPPED:
+        return WordPairPrior.load(shipped_table("en"))
+    package, unigrams, pairs = PACKAGES[name]
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         sys.exit(f"{package} is not installed: pip install -e '.[context]'")
     folder = Path(spec.submodule_search_locations[0])
-    return folder / unigrams, folder / pairs
+    return WordPairPrior.from_counts(folder / unigrams, folder / pairs)
 
 
 @dataclass
@@ -154,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in CORPORA]
     if unknown:
         parser.error(f"unknown corpora {unknown}; known: {sorted(CORPORA)}")
-    priors = {n: WordPairPrior.from_files(*corpus_files(n)) for n in names}
+    priors = {n: load_corpus(n) for n in names}
 
     spec, model, _ = read_model_dir(args.model)
     val, dev = val_and_dev(args.limit)

@@ -65,7 +65,9 @@ class PredictShortcut:
             return
         scope["route"] = self.route  # what FastAPI sets: the metrics middleware labels by it
         try:
-            payload, headers = await services.prediction.answer(request.to_contract(), request.k)
+            payload, headers = await services.prediction.answer(
+                request.to_contract(), request.k, request.previous
+            )
             response = JSONResponse(payload, headers=headers)
         except ApiError as exc:
             response = error_response(exc)

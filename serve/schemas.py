@@ -57,6 +57,14 @@ class SwipeBase(BaseModel):
 
 class PredictRequest(SwipeBase):
     k: int = Field(4, ge=1, le=8, description="number of candidates")
+    previous: str | None = Field(
+        None,
+        max_length=256,
+        description="the text before the cursor, as the keyboard has committed it (its last "
+        "word counts): ranks candidates by how often they follow that word too (a word-pair "
+        "prior, where the model's language ships one); absent or unknown: no effect",
+        examples=["I want"],
+    )
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -65,6 +73,7 @@ class PredictRequest(SwipeBase):
                     "points": [{"x": 247.0, "y": 1.0, "t": 0}, {"x": 245.0, "y": 8.0, "t": 29}],
                     "keyboard": {"layout": "qwerty-en", "width": 375, "height": 217},
                     "k": 4,
+                    "previous": "I want",
                 }
             ]
         }

@@ -120,6 +120,37 @@ def test_predict_k_and_explicit_keyboard(client, swipes):
     assert resp.status_code == 200, resp.text
 
 
+def test_predict_ranks_by_the_word_before_the_cursor_too(client):
+    """`previous` (the text before the cursor) adds the shipped word-pair prior's bonus for its
+    last word to each candidate's score, the same through the shortcut and the route; an
+    unknown word or a blank changes nothing."""
+    from fl_app.decoder.context import shipped_context
+
+    body = {"points": trace_for("reason"), "keyboard": KEYBOARD, "k": 8}
+
+    def candidates(extra: dict, content_type: str = "application/json") -> dict[str, float]:
+        resp = client.post(
+            "/api/v1/predict",
+            content=json.dumps({**body, **extra}),
+            headers={"Content-Type": content_type},
+        )
+        assert resp.status_code == 200, resp.text
+        return {c["word"]: c["score"] for c in resp.json()["candidates"]}
+
+    plain = candidates({})
+    after = candidates({"previous": "For The"})
+    assert after == candidates({"previous": "the,"}, "application/vnd.swipefl+json")
+    assert list(after.values()) == sorted(after.values(), reverse=True)
+    shared = sorted(set(plain) & set(after))
+    assert len(shared) >= 3
+    bonus = dict(zip(shared, shipped_context("en").bonus("the", shared)))
+    for word in shared:
+        assert after[word] == pytest.approx(plain[word] + bonus[word], abs=1e-9)
+    assert max(bonus.values()) - min(bonus.values()) > 0.1  # word by word, not a constant
+    for nothing in ("qqqq", "  ", "the qqqq", "!"):
+        assert candidates({"previous": nothing}) == plain
+
+
 def test_predict_shortcut_answers_as_the_route_does(client, swipes):
     """`application/json` is answered by serve.predict_shortcut; `application/vnd.x+json` goes
     to the FastAPI route. Same answer, same errors, and the request metrics label both."""
@@ -210,6 +241,8 @@ def test_predict_non_finite(client):
         {"points": "abc", "keyboard": KEYBOARD},
         {"points": [], "keyboard": KEYBOARD, "k": 0},
         {"points": [], "keyboard": KEYBOARD, "k": 99},
+        {"points": [], "keyboard": KEYBOARD, "previous": "w" * 257},
+        {"points": [], "keyboard": KEYBOARD, "previous": 12},
         [1, 2, 3],
     ],
 )

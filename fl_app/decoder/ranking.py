@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fl_app.decoder.context import ContextPrior
 from fl_app.decoder.features import FeatureSpec, encode_word, swipe_features
 from fl_app.decoder.keyboard import Keyboard
 from fl_app.decoder.lexicon import Lexicon
@@ -187,6 +188,8 @@ class LearnedDecoder:
         self.device = next(model.parameters()).device  # inputs go where the model is
         self.template = TemplateDecoder(lexicon, template_params)
         self._targets: LexiconTargets | None = None
+        # The word-pair prior `ranked` adds when it is told the word before the cursor.
+        self.context: ContextPrior | None = None
 
     def with_model(self, model: SwipeModel) -> LearnedDecoder:
         """This decoder over another model's weights. The lexicon's template banks and CTC
@@ -337,14 +340,23 @@ class LearnedDecoder:
             for s, lp in self.batched_log_probs(swipes, batch_size)
         ]
 
-    def ranked(self, scores: CandidateScores, k: int) -> list[tuple[str, float]]:
-        """The k best (word, fused score) pairs of one swipe's evidence, best first."""
-        return top_k_words(self.lexicon, scores.lexicon_index, scores.combined(self.fusion), k)
+    def ranked(
+        self, scores: CandidateScores, k: int, previous: str | None = None
+    ) -> list[tuple[str, float]]:
+        """The k best (word, fused score) pairs of one swipe's evidence, best first; with the
+        word before the cursor (`previous`) and a `context` prior, its bonus is added."""
+        fused = scores.combined(self.fusion)
+        if previous is not None and self.context is not None:
+            words = self.lexicon.words
+            fused = fused + self.context.bonus(previous, [words[i] for i in scores.lexicon_index])
+        return top_k_words(self.lexicon, scores.lexicon_index, fused, k)
 
-    def decode(self, points: np.ndarray, keyboard: Keyboard, k: int = 4) -> list[tuple[str, float]]:
-        """Top-k (word, score) for one trace, best first."""
+    def decode(
+        self, points: np.ndarray, keyboard: Keyboard, k: int = 4, previous: str | None = None
+    ) -> list[tuple[str, float]]:
+        """Top-k (word, score) for one trace, best first (`previous`: see `ranked`)."""
         logp = self.frame_log_probs([(points, keyboard)])[0]
-        return self.ranked(self.candidate_scores(points, keyboard, logp), k)
+        return self.ranked(self.candidate_scores(points, keyboard, logp), k, previous)
 
     def decode_many(self, swipes: list[Swipe], k: int = 4) -> list[list[tuple[str, float]]]:
         return [self.ranked(s, k) for s in self.score_many(swipes)]

@@ -70,6 +70,7 @@ class Job:
     loop: asyncio.AbstractEventLoop
     t0: float
     deadline: float  # perf_counter time after which nobody waits for the answer
+    previous: str | None = None  # the word before the cursor (LearnedDecoder.ranked)
 
     def expired(self, now: float) -> bool:
         # done(): the request timed out or was cancelled (a read-only peek from this thread)
@@ -202,4 +203,4 @@ class BatchDecoder:
             raise ValueError("no candidate has a finite score")
         if not finite.all():  # rank only what was scored
             scores = scores.subset(finite)
-        return decoder.ranked(scores, job.k)
+        return decoder.ranked(scores, job.k, job.previous)

@@ -5,12 +5,14 @@ keyboard, all before anything is swapped in (`CheckpointRefused` names what fail
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
 
 from fl_app.checkpoints.errors import CheckpointCorrupt
 from fl_app.checkpoints.format import check_tensor_table
+from fl_app.decoder.context import ContextPrior, shipped_context
 from fl_app.decoder.features import collapse_repeats
 from fl_app.decoder.keyboard import NAMED_LAYOUTS, Keyboard, named_keyboard
 from fl_app.decoder.lexicon import Lexicon
@@ -21,6 +23,8 @@ from fl_app.decoder.spec_bounds import DecoderSpecError
 from fl_app.decoder.template import TemplateDecoder
 
 from .refusals import CheckpointRefused
+
+log = logging.getLogger("serve.model")
 
 # -- canned traces for test decodes and warm-up ------------------------------------------------
 
@@ -108,10 +112,21 @@ def build_decoder(
     if words:
         lexicon = lexicon.with_words(words)
     decoder = spec.build_decoder(serving_module(model, quantize), lexicon)
+    decoder.context = served_context(spec.language)  # used when a request names `previous`
     if reuse is not None and same_templates(reuse.template, decoder.template):
         decoder.template = reuse.template
     test_decode(decoder, default_keyboard(spec.language))
     return spec, decoder
+
+
+def served_context(language: str) -> ContextPrior | None:
+    """The package's word-pair prior for the language; a table that fails to load is logged
+    and left out (predictions then ignore `previous`), never a reason to refuse a release."""
+    try:
+        return shipped_context(language)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("word-pair prior not loaded", extra={"error_type": type(exc).__name__})
+        return None
 
 
 def test_decode(decoder: LearnedDecoder, keyboard: Keyboard) -> None:

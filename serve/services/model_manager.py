@@ -392,6 +392,7 @@ class ModelManager:
             decoder = LearnedDecoder(
                 old.model, old.spec, old.lexicon.with_words(words), old.template.params, old.fusion
             )
+            decoder.context = old.context
             self._warm(decoder, language)
             self.current = replace(current, decoder=decoder)
             return True

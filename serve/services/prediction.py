@@ -17,6 +17,15 @@ from .parsing import SwipeParser
 from .predictor import Predictor
 
 MODEL_VERSION_HEADER = "X-Model-Version"
+PUNCTUATION = ".,;:!?\"'()[]"
+
+
+def previous_word(text: str | None) -> str | None:
+    """The last word of the text before the cursor, as the word-pair table spells it (lower
+    case, without the punctuation around it); None when there is none."""
+    words = text.split() if text is not None else []
+    word = words[-1].strip(PUNCTUATION).lower() if words else ""
+    return word or None
 
 
 class PredictionService:
@@ -31,9 +40,10 @@ class PredictionService:
         self.max_k = max_k
 
     async def answer(
-        self, swipe_dict: dict[str, Any], k: int
+        self, swipe_dict: dict[str, Any], k: int, previous: str | None = None
     ) -> tuple[dict[str, Any], dict[str, str]]:
-        """Top-``k`` candidates (at most ``max_k``) and the version of the model that decoded."""
+        """Top-``k`` candidates (at most ``max_k``) and the version of the model that decoded;
+        ``previous``, the word before the cursor, lets the word-pair prior rank them too."""
         swipe = self.parser.parse(swipe_dict, require_word=False)
         served = self.manager.current
         if served is None:
@@ -45,7 +55,9 @@ class PredictionService:
                 f"{swipe.keyboard.language!r}",
                 reason="UNSUPPORTED_LANGUAGE",
             )
-        candidates, used = await self.predictor.predict(swipe, min(k, self.max_k))
+        candidates, used = await self.predictor.predict(
+            swipe, min(k, self.max_k), previous_word(previous)
+        )
         payload = {
             "candidates": [{"word": w, "score": s} for w, s in candidates],
             "model_version": used.version,

@@ -71,7 +71,9 @@ class Predictor:
         self._threads = []
         self._helper.shutdown(wait=False, cancel_futures=True)
 
-    async def predict(self, swipe: Swipe, k: int) -> tuple[Candidates, ServedModel]:
+    async def predict(
+        self, swipe: Swipe, k: int, previous: str | None = None
+    ) -> tuple[Candidates, ServedModel]:
         served = self.manager.current
         if served is None:
             raise model_not_loaded()
@@ -86,7 +88,7 @@ class Predictor:
             raise
         loop = asyncio.get_running_loop()
         future: asyncio.Future = loop.create_future()
-        job = Job(swipe, features, spec, k, future, loop, t0, t0 + self.timeout_s)
+        job = Job(swipe, features, spec, k, future, loop, t0, t0 + self.timeout_s, previous)
         try:
             self._queue.put_nowait(job)
         except queue.Full:

@@ -74,7 +74,9 @@ export async function call(method, path, body, extraHeaders = {}) {
 }
 
 export const api = {
-  predict: (points, keyboard, k = 4) => call("POST", "/api/v1/predict", { points, keyboard, k }),
+  // previous: the text typed so far; its last word ranks the candidates too (word pairs).
+  predict: (points, keyboard, k = 4, previous = "") =>
+    call("POST", "/api/v1/predict", { points, keyboard, k, previous: previous.slice(-64) }),
   commit: (swipe, key) => call("POST", "/api/v1/swipes", swipe, { "Idempotency-Key": key }),
   stats: () => call("GET", "/api/v1/stats"),
   words: () => call("GET", "/api/v1/lexicon/words"),

@@ -110,7 +110,7 @@ async function predict(rawPoints) {
   candidatesEl.replaceChildren();
   showMessage("Decoding…");
   try {
-    const answer = await api.predict(swipe.points, swipe.keyboard, 4);
+    const answer = await api.predict(swipe.points, swipe.keyboard, 4, typed.textContent);
     showVersion(answer.model_version);
     showCandidates(answer.candidates);
     refreshStats();
@@ -153,7 +153,7 @@ function showIdeal(word) {
   legend.textContent =
     `Blue: your trace. Orange: the ideal path of "${word}", the centres of its letters' keys ` +
     "on this keyboard. A score adds up what the network reads from the trace, how closely the " +
-    "trace follows this path, and how common the word is.";
+    "trace follows this path, and how common the word is, after the last word typed.";
 }
 
 async function commit(word, button) {

@@ -42,7 +42,7 @@ PATH = "/api/v1/predict"
     },
 )
 async def predict(body: PredictRequest, services: ServicesDep) -> JSONResponse:
-    payload, headers = await services.prediction.answer(body.to_contract(), body.k)
+    payload, headers = await services.prediction.answer(body.to_contract(), body.k, body.previous)
     return JSONResponse(payload, headers=headers)
 
 
