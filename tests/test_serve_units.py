@@ -266,3 +266,24 @@ def test_json_log_lines_carry_no_exception_message():
     line = json.loads(formatter.format(record))
     assert line["event"] == "failed" and line["job_id"] == "j1"
     assert line["error_type"] == "ValueError" and "hunter2" not in json.dumps(line)
+
+
+def test_a_word_pair_table_that_fails_its_manifest_is_left_out_not_fatal(
+    tmp_path, monkeypatch, caplog
+):
+    """A corrupt table costs the sidecar its context prior (logged), never a release."""
+    import fl_app.decoder.context as context
+    from serve.services.model_build import served_context
+
+    monkeypatch.setattr(context, "DATA", tmp_path)
+    context.WordPairPrior([("want", "to", 3.0)]).write(tmp_path / "word-pairs-zz.tsv.gz")
+    settings = {"sha256": "0" * 64, "share": 0.9, "weight": 0.3}
+    (tmp_path / "word-pairs-zz.json").write_text(json.dumps(settings))
+    with caplog.at_level(logging.WARNING, logger="serve.model"):
+        assert served_context("zz") is None
+    assert "word-pair prior not loaded" in caplog.text
+    good = hashlib.sha256((tmp_path / "word-pairs-zz.tsv.gz").read_bytes()).hexdigest()
+    (tmp_path / "word-pairs-yy.json").write_text(json.dumps({**settings, "sha256": good}))
+    (tmp_path / "word-pairs-zz.tsv.gz").rename(tmp_path / "word-pairs-yy.tsv.gz")
+    loaded = served_context("yy")
+    assert loaded is not None and loaded.bonus("want", ["to"])[0] > 0
