@@ -6,8 +6,9 @@ with word-pair counts that install from PyPI.
     python bench/context_prior.py [--model DIR] [--corpora shipped,wordsegment,symspellpy]
 
 Under each lexicon condition the model's fusion weights are tuned on public-val without
-context (as bench/real_misses.py does), every public-val and dev swipe is scored once, and the
-context feature of fl_app/decoder/context.py is added to each scored candidate's fused score.
+context (as bench/real_misses.py does), every public-val and dev swipe is scored once, and
+each is ranked as a sidecar ranks it (`LearnedDecoder.ranked`), which adds the context bonus of
+fl_app/decoder/context.py to each scored candidate's fused score.
 Its two settings (the share of the pair estimate and the feature's weight) are chosen on
 public-val; dev is reported. The previous word is the word of the same user's swipe just
 before (`seq - 1`; none for a user's first swipe): "typed history" takes its label, as a
@@ -25,10 +26,9 @@ Apache-2.0); the last two need `pip install -e '.[context]'`.
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +40,10 @@ from fl_app.base import base_dir
 from fl_app.datasets.real import CITATION, RealSwipe
 from fl_app.datasets.real_eval import CONDITIONS, paired_points, tuned_on_val, tuned_template
 from fl_app.decoder.context import (
+    COUNTS_PACKAGES,
+    ContextPrior,
     WordPairPrior,
-    context_feature,
+    package_prior,
     previous_words,
     shipped_table,
 )
@@ -53,105 +55,54 @@ DEFAULT_OUT = ROOT / "results" / "context-prior.md"
 MEASURED_UNDER = (CONDITIONS[0], CONDITIONS[2])  # 10k + evaluated words; 100k as shipped
 SHARES = (0.5, 0.9, 0.97, 0.99)
 WEIGHTS = (0.3, 0.6, 1.0, 1.5, 2.0, 3.0)
-# Corpus name -> (package, unigram file, word-pair file) inside the installed package.
-PACKAGES = {
-    "wordsegment": ("wordsegment", "unigrams.txt", "bigrams.txt"),
-    "symspellpy": (
-        "symspellpy",
-        "frequency_dictionary_en_82_765.txt",
-        "frequency_bigramdictionary_en_243_342.txt",
-    ),
-}
 SHIPPED = "shipped"  # the package's own table (scripts/make_word_pairs.py): no extra needed
-CORPORA = (SHIPPED, *PACKAGES)
+CORPORA = (SHIPPED, *COUNTS_PACKAGES)
 
 
 def load_corpus(name: str) -> WordPairPrior:
-    """The shipped table, or an installed package's counts files (found, not imported)."""
+    """The shipped table, or an installed package's counts files."""
     if name == SHIPPED:
         return WordPairPrior.load(shipped_table("en"))
-    package, unigrams, pairs = PACKAGES[name]
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        sys.exit(f"{package} is not installed: pip install -e '.[context]'")
-    folder = Path(spec.submodule_search_locations[0])
-    return WordPairPrior.from_counts(folder / unigrams, folder / pairs)
+    try:
+        return package_prior(name)
+    except ModuleNotFoundError as exc:
+        sys.exit(str(exc))
 
 
-@dataclass
-class Scored:
-    """One part's swipes under one condition: their evidence and the lexicon it indexes."""
-
-    rows: list[RealSwipe]
-    scores: list[CandidateScores]
-    words: list[str]
-
-    def candidates(self, i: int) -> list[str]:
-        return [self.words[j] for j in self.scores[i].lexicon_index]
-
-
-def score_part(decoder: LearnedDecoder, rows: list[RealSwipe]) -> Scored:
-    return Scored(rows, decoder.score_many([r.swipe for r in rows]), list(decoder.lexicon.words))
-
-
-def hits(
-    part: Scored,
-    fused: list[np.ndarray],
-    ratios: list[np.ndarray | None],
-    share: float,
-    weight: float,
+def top1_hits(
+    decoder: LearnedDecoder,
+    rows: Sequence[RealSwipe],
+    scores: Sequence[CandidateScores],
+    previous: Sequence[str | None],
 ) -> np.ndarray:
-    """1 where the first word, with the context feature added at (share, weight), is the truth."""
-    out = np.zeros(len(part.rows))
-    for i, (row, base, ratio) in enumerate(zip(part.rows, fused, ratios)):
-        if len(base):
-            total = base + weight * context_feature(ratio, share, len(base))
-            idx = part.scores[i].lexicon_index[int(np.argmax(total))]
-            out[i] = part.words[idx] == row.swipe.word
+    """1 where the decoder's first word (ranked as a sidecar ranks it, given `previous` and the
+    decoder's `context`) is the truth."""
+    out = np.zeros(len(rows))
+    for i, (row, evidence, before) in enumerate(zip(rows, scores, previous)):
+        best = decoder.ranked(evidence, 1, before)
+        out[i] = bool(best) and best[0][0] == row.swipe.word
     return out
 
 
-def first_words(part: Scored, fused: list[np.ndarray]) -> list[str]:
-    """The decoder's first choice for each swipe without context ("" when nothing scored)."""
-    return [
-        part.words[s.lexicon_index[int(np.argmax(f))]] if len(f) else ""
-        for s, f in zip(part.scores, fused)
-    ]
+def typed_history(rows: Sequence[RealSwipe]) -> list[str | None]:
+    """Each swipe's previous word as its user's labelled swipe just before."""
+    return previous_words([(r.user, r.seq) for r in rows], [r.swipe.word for r in rows])
 
 
-def row_keys(part: Scored) -> list[tuple[str, int]]:
-    return [(r.user, r.seq) for r in part.rows]
-
-
-def measure(
-    prior: WordPairPrior, val: Scored, dev: Scored, decoder: LearnedDecoder
-) -> dict[str, object]:
-    """The best (share, weight) on public-val with typed history, and dev with both histories."""
-    fused = {id(p): [s.combined(decoder.fusion) for s in p.scores] for p in (val, dev)}
-
-    def ratios(part: Scored, previous: list[str | None]) -> list[np.ndarray | None]:
-        return [prior.ratios(p, part.candidates(i)) for i, p in enumerate(previous)]
-
-    typed = {
-        id(p): ratios(p, previous_words(row_keys(p), [r.swipe.word for r in p.rows]))
-        for p in (val, dev)
-    }
-    grid = [
-        (hits(val, fused[id(val)], typed[id(val)], s, w).mean(), s, w)
-        for s in SHARES
-        for w in WEIGHTS
-    ]
-    val_top1, share, weight = max(grid)
-    decoded = ratios(dev, previous_words(row_keys(dev), first_words(dev, fused[id(dev)])))
-    return {
-        "share": share,
-        "weight": weight,
-        "val": val_top1,
-        "dev_none": hits(dev, fused[id(dev)], typed[id(dev)], 0.0, 0.0),
-        "dev_typed": hits(dev, fused[id(dev)], typed[id(dev)], share, weight),
-        "dev_decoded": hits(dev, fused[id(dev)], decoded, share, weight),
-        "val_none": hits(val, fused[id(val)], typed[id(val)], 0.0, 0.0).mean(),
-    }
+def choose(
+    decoder: LearnedDecoder,
+    prior: WordPairPrior,
+    rows: Sequence[RealSwipe],
+    scores: Sequence[CandidateScores],
+) -> tuple[float, float, float]:
+    """(public-val top-1, share, weight), the best of the grid with typed history."""
+    previous = typed_history(rows)
+    grid = []
+    for share in SHARES:
+        for weight in WEIGHTS:
+            decoder.context = ContextPrior(prior, share, weight)
+            grid.append((top1_hits(decoder, rows, scores, previous).mean(), share, weight))
+    return max(grid)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     spec, model, _ = read_model_dir(args.model)
     val, dev = val_and_dev(args.limit)
     users = [r.user for r in dev]
+    nothing = [None] * len(dev)
     lines = report_header("A word-pair prior over the previous word", "context_prior.py", argv=argv)
     lines += [
         __doc__.split("\n\n", 2)[2].strip(),
@@ -183,24 +135,30 @@ def main(argv: list[str] | None = None) -> int:
     for condition in MEASURED_UNDER:
         val_lex = condition.build([r.swipe.word for r in val])
         decoder, _ = tuned_on_val(spec, model, val_lex, tuned_template(condition, val), val)
-        val_part = score_part(decoder, val)
+        val_scores = decoder.score_many([r.swipe for r in val])
+        val_none = top1_hits(decoder, val, val_scores, [None] * len(val)).mean()
+        chosen = {n: choose(decoder, prior, val, val_scores) for n, prior in priors.items()}
         decoder.lexicon = condition.build([r.swipe.word for r in dev])
-        dev_part = score_part(decoder, dev)
+        dev_scores = decoder.score_many([r.swipe for r in dev])
+        none = top1_hits(decoder, dev, dev_scores, nothing)
+        first = [best[0][0] if (best := decoder.ranked(s, 1)) else "" for s in dev_scores]
+        decoded_history = previous_words([(r.user, r.seq) for r in dev], first)
         for name, prior in priors.items():
-            m = measure(prior, val_part, dev_part, decoder)
-            none, typed, decoded = m["dev_none"], m["dev_typed"], m["dev_decoded"]
+            val_top1, share, weight = chosen[name]
+            decoder.context = ContextPrior(prior, share, weight)
+            typed = top1_hits(decoder, dev, dev_scores, typed_history(dev))
+            decoded = top1_hits(decoder, dev, dev_scores, decoded_history)
             lines.append(
-                f"| {condition.label} | {name} | {m['share']:g}, {m['weight']:g} "
-                f"| {m['val_none']:.3f} / {m['val']:.3f} | {none.mean():.3f} "
+                f"| {condition.label} | {name} | {share:g}, {weight:g} "
+                f"| {val_none:.3f} / {val_top1:.3f} | {none.mean():.3f} "
                 f"| {typed.mean():.3f} | {paired_points(users, typed, none)} "
                 f"| {decoded.mean():.3f} | {paired_points(users, decoded, none)} |"
             )
             print(lines[-1], flush=True)
-    previous = previous_words([(r.user, r.seq) for r in dev], [r.swipe.word for r in dev])
+    with_previous = np.mean([p is not None for p in typed_history(dev)])
     lines += [
         "",
-        f"{100 * np.mean([p is not None for p in previous]):.1f}% of dev swipes have a "
-        "previous word. "
+        f"{100 * with_previous:.1f}% of dev swipes have a previous word. "
         f"Wall time {time.perf_counter() - t0:.0f} s. {CITATION}",
         "",
     ]

@@ -11,18 +11,13 @@ manifest records them, so the table and what a sidecar adds with it travel toget
 from __future__ import annotations
 
 import argparse
-import hashlib
-import importlib.util
 import json
 import sys
-from pathlib import Path
 
-from fl_app.decoder.context import WordPairPrior, shipped_settings, shipped_table
+from fl_app.decoder.context import package_prior, shipped_settings, shipped_table
 from fl_app.decoder.lexicon import load_lexicon
 
 PACKAGE = "symspellpy"
-UNIGRAMS = "frequency_dictionary_en_82_765.txt"
-PAIRS = "frequency_bigramdictionary_en_243_342.txt"
 LEXICON_SIZE = 100_000
 SOURCE = (
     "symspellpy's frequency_bigramdictionary_en_243_342.txt and frequency_dictionary_en_82_765.txt "
@@ -31,29 +26,23 @@ SOURCE = (
 )
 
 
-def counts_folder() -> Path:
-    spec = importlib.util.find_spec(PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        sys.exit(f"{PACKAGE} is not installed: pip install -e '.[context]'")
-    return Path(spec.submodule_search_locations[0])
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--share", type=float, required=True)
     parser.add_argument("--weight", type=float, required=True)
     args = parser.parse_args(argv)
-    folder = counts_folder()
     vocabulary = set(load_lexicon("en", LEXICON_SIZE).words)
-    prior = WordPairPrior.from_counts(folder / UNIGRAMS, folder / PAIRS, vocabulary)
+    try:
+        prior = package_prior(PACKAGE, vocabulary)
+    except ModuleNotFoundError as exc:
+        sys.exit(str(exc))
     table = shipped_table("en")
-    prior.write(table)
     manifest = {
         "source": SOURCE,
         "licence": "CC BY 3.0 (the counts); this table is derived from them",
         "kept": f"pairs of words in the {LEXICON_SIZE:,}-word English lexicon",
         "pairs": len(prior),
-        "sha256": hashlib.sha256(table.read_bytes()).hexdigest(),
+        "sha256": prior.write(table),
         "share": args.share,
         "weight": args.weight,
         "chosen_by": "python bench/context_prior.py --corpora shipped (100k as shipped, public-val)",

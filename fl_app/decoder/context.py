@@ -18,6 +18,8 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
+import importlib.util
+import io
 import json
 import math
 from array import array
@@ -39,22 +41,29 @@ def iter_counts(path: Path, words_per_line: int) -> Iterator[tuple[tuple[str, ..
     space-separated files alike; `.gz` read as gzip), words lower-cased; one line at a time."""
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) != words_per_line + 1:
-                raise CountsFileError(
-                    f"{path}:{number}: expected {words_per_line} word(s) and a count, "
-                    f"got {line.strip()!r}"
-                )
-            try:
-                count = float(fields[-1])
-            except ValueError:
-                count = float("nan")
-            if not count > 0 or math.isinf(count):
-                raise CountsFileError(f"{path}:{number}: bad count {fields[-1]!r}")
-            yield tuple(w.lower() for w in fields[:-1]), count
+        yield from parse_counts(fh, words_per_line, path)
+
+
+def parse_counts(
+    lines: Iterable[str], words_per_line: int, source: Path
+) -> Iterator[tuple[tuple[str, ...], float]]:
+    """`iter_counts` over lines already open (`source` names them in errors)."""
+    for number, line in enumerate(lines, 1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != words_per_line + 1:
+            raise CountsFileError(
+                f"{source}:{number}: expected {words_per_line} word(s) and a count, "
+                f"got {line.strip()!r}"
+            )
+        try:
+            count = float(fields[-1])
+        except ValueError:
+            count = float("nan")
+        if not count > 0 or math.isinf(count):
+            raise CountsFileError(f"{source}:{number}: bad count {fields[-1]!r}")
+        yield tuple(w.lower() for w in fields[:-1]), count
 
 
 def read_counts(path: Path, words_per_line: int) -> dict[tuple[str, ...], float]:
@@ -104,13 +113,19 @@ class WordPairPrior:
         return cls(kept)
 
     @classmethod
-    def load(cls, path: Path) -> WordPairPrior:
-        """A table `write` made: `previous word ratio` lines."""
-        return cls((p, w, r) for (p, w), r in iter_counts(path, 2))
+    def load(cls, path: Path, sha256: str | None = None) -> WordPairPrior:
+        """A table `write` made (gzipped `previous word ratio` lines), read once: refused
+        (ValueError) when `sha256` is given and the file's digest is another."""
+        data = path.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        if sha256 is not None and digest != sha256:
+            raise ValueError(f"{path}: sha256 {digest} is not the expected {sha256}")
+        with io.TextIOWrapper(gzip.GzipFile(fileobj=io.BytesIO(data)), encoding="utf-8") as fh:
+            return cls((p, w, r) for (p, w), r in parse_counts(fh, 2, path))
 
-    def write(self, path: Path) -> None:
+    def write(self, path: Path) -> str:
         """Lines sorted by previous word then word, 4 significant digits, gzip without a
-        timestamp: the same table always writes the same bytes."""
+        timestamp: the same table always writes the same bytes. Returns their sha256."""
         lines = []
         for previous in sorted(self.words):
             pid = self._ids[previous]
@@ -119,7 +134,9 @@ class WordPairPrior:
                 (self.words[n], r) for n, r in zip(self._next[low:high], self._ratio[low:high])
             )
             lines += [f"{previous}\t{word}\t{ratio:.4g}\n" for word, ratio in after]
-        path.write_bytes(gzip.compress("".join(lines).encode("utf-8"), 9, mtime=0))
+        data = gzip.compress("".join(lines).encode("utf-8"), 9, mtime=0)
+        path.write_bytes(data)
+        return hashlib.sha256(data).hexdigest()
 
     def __len__(self) -> int:
         return len(self._next)
@@ -172,6 +189,28 @@ class ContextPrior:
         return self.weight * self.pairs.feature(previous, words, self.share)
 
 
+# Packages whose data files hold English word and word-pair counts (read, not imported; the
+# `context` extra installs them): name -> (unigram file, word-pair file).
+COUNTS_PACKAGES = {
+    "wordsegment": ("unigrams.txt", "bigrams.txt"),  # Google Web Trillion Word Corpus
+    "symspellpy": (  # Google Books Ngram data, CC BY 3.0: the shipped table's source
+        "frequency_dictionary_en_82_765.txt",
+        "frequency_bigramdictionary_en_243_342.txt",
+    ),
+}
+
+
+def package_prior(package: str, vocabulary: Collection[str] | None = None) -> WordPairPrior:
+    """The ratios from an installed COUNTS_PACKAGES package's files (found, not imported);
+    ModuleNotFoundError, saying how to install it, when it is not there."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(f"{package} is not installed: pip install -e '.[context]'")
+    folder = Path(spec.submodule_search_locations[0])
+    unigrams, pairs = COUNTS_PACKAGES[package]
+    return WordPairPrior.from_counts(folder / unigrams, folder / pairs, vocabulary)
+
+
 def shipped_table(language: str) -> Path:
     """Where the package keeps a language's word-pair table (scripts/make_word_pairs.py)."""
     return DATA / f"word-pairs-{language}.tsv.gz"
@@ -190,10 +229,8 @@ def shipped_context(language: str) -> ContextPrior | None:
     if not table.is_file():
         return None
     meta = json.loads(settings.read_text(encoding="utf-8"))
-    digest = hashlib.sha256(table.read_bytes()).hexdigest()
-    if digest != meta["sha256"]:
-        raise ValueError(f"{table}: sha256 {digest} is not its manifest's {meta['sha256']}")
-    return ContextPrior(WordPairPrior.load(table), float(meta["share"]), float(meta["weight"]))
+    pairs = WordPairPrior.load(table, meta["sha256"])
+    return ContextPrior(pairs, float(meta["share"]), float(meta["weight"]))
 
 
 def previous_words(rows: Iterable[tuple[str, int]], words: Sequence[str]) -> list[str | None]:

@@ -5,6 +5,7 @@ keyboard, all before anything is swapped in (`CheckpointRefused` names what fail
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -119,9 +120,11 @@ def build_decoder(
     return spec, decoder
 
 
+@functools.cache
 def served_context(language: str) -> ContextPrior | None:
     """The package's word-pair prior for the language; a table that fails to load is logged
-    and left out (predictions then ignore `previous`), never a reason to refuse a release."""
+    once and left out (predictions then ignore `previous`), never a reason to refuse a release,
+    and not read again for each release."""
     try:
         return shipped_context(language)
     except (OSError, ValueError, KeyError, TypeError) as exc:
