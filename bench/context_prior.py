@@ -32,11 +32,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
-from real_parts import parts_sentence, real_bench_parser, val_and_dev
+from real_parts import model_and_parts, model_bench_parser, parts_sentence
 from report_header import report_header, shown_path, write_report
 
-from fl_app.base import base_dir
 from fl_app.datasets.real import CITATION, RealSwipe
 from fl_app.datasets.real_eval import CONDITIONS, paired_points, tuned_on_val, tuned_template
 from fl_app.decoder.context import (
@@ -48,7 +46,6 @@ from fl_app.decoder.context import (
     shipped_table,
 )
 from fl_app.decoder.ranking import CandidateScores, LearnedDecoder
-from fl_app.decoder.spec import read_model_dir
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_OUT = ROOT / "results" / "context-prior.md"
@@ -106,11 +103,9 @@ def choose(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = real_bench_parser(__doc__, DEFAULT_OUT)
-    parser.add_argument("--model", type=Path, default=base_dir("en"), help="a recipe output")
+    parser = model_bench_parser(__doc__, DEFAULT_OUT)
     parser.add_argument("--corpora", default=",".join(CORPORA), help="comma-separated")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     names = [n for n in args.corpora.split(",") if n]
     unknown = [n for n in names if n not in CORPORA]
@@ -118,8 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown corpora {unknown}; known: {sorted(CORPORA)}")
     priors = {n: load_corpus(n) for n in names}
 
-    spec, model, _ = read_model_dir(args.model)
-    val, dev = val_and_dev(args.limit)
+    spec, model, val, dev = model_and_parts(args)
     users = [r.user for r in dev]
     nothing = [None] * len(dev)
     lines = report_header("A word-pair prior over the previous word", "context_prior.py", argv=argv)

@@ -24,11 +24,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-from real_parts import real_bench_parser, val_and_dev
+from real_parts import model_and_parts, model_bench_parser
 from report_header import report_header, shown_path, write_report
 
-from fl_app.base import base_dir
 from fl_app.datasets.real import CITATION, RealSwipe
 from fl_app.datasets.real_eval import CONDITIONS, LexiconCondition, tuned_on_val, tuned_template
 from fl_app.decoder.lexicon import load_lexicon
@@ -41,7 +39,7 @@ from fl_app.decoder.misses import (
     read_miss,
 )
 from fl_app.decoder.model import SwipeModel
-from fl_app.decoder.spec import DecoderSpec, read_model_dir
+from fl_app.decoder.spec import DecoderSpec
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_OUT = ROOT / "results" / "real-misses.md"
@@ -193,14 +191,11 @@ def _rank(lexicon, word: str) -> int | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = real_bench_parser(__doc__, DEFAULT_OUT)
-    parser.add_argument("--model", type=Path, default=base_dir("en"), help="a recipe output")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    torch.set_num_threads(args.threads)
+    args = model_bench_parser(__doc__, DEFAULT_OUT).parse_args(
+        sys.argv[1:] if argv is None else argv
+    )
     t0 = time.perf_counter()
-
-    spec, model, _ = read_model_dir(args.model)
-    val, dev = val_and_dev(args.limit)
+    spec, model, val, dev = model_and_parts(args)
     lines = report_header("Where the misses are", "real_misses.py", argv=argv)
     lines += [
         __doc__.split("\n\n", 2)[2].strip(),
