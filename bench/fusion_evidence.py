@@ -57,11 +57,11 @@ EVIDENCE = (
     "doubled",  # letters a collapsed CTC target and a template cannot see
     "max location^2",  # the worst point's distance: a key the trace never went near
 )
-SETS = {
-    "the four terms, refitted": 4,
+SETS = {  # columns of EVIDENCE each fit may weigh (the others stay 0)
+    "the four terms, refitted": (0, 1, 2, 3),
     "+ start and end": (0, 1, 2, 3, 6, 7),
     "+ shape and location apart": (0, 1, 2, 3, 4, 5),
-    "all evidence": len(EVIDENCE),
+    "all evidence": tuple(range(len(EVIDENCE))),
 }
 STRENGTHS = (1e-2, 1e-3)  # L2 pull towards the tuned weights (evidence standardised)
 FOLDS = 5
@@ -169,8 +169,8 @@ def cross_validated(
     strength: float,
 ) -> float:
     """Public-val top-1 with each user's swipes ranked by weights fitted without that user."""
-    ids = sorted(set(users))
-    fold = np.array([ids.index(u) % FOLDS for u in users])
+    position = {u: i for i, u in enumerate(sorted(set(users)))}
+    fold = np.array([position[u] % FOLDS for u in users])
     out = np.zeros(len(truth))
     for f in range(FOLDS):
         train, test = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
@@ -213,8 +213,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{hits(val_evidence, val_truth, start).mean():.3f} (tuned on all of it) "
             f"| {tuned.mean():.3f} | |"
         )
-        for name, columns in SETS.items():
-            cols = range(columns) if isinstance(columns, int) else columns
+        for name, cols in SETS.items():
             for strength in STRENGTHS:
                 cv = cross_validated(val_evidence, val_truth, val_users, cols, start, strength)
                 w = fit(val_evidence, val_truth, cols, start, strength)
