@@ -182,13 +182,15 @@ def centralized(args, spec, init, swipes, passes: float, lr: float, seed: int) -
 # -- figures -------------------------------------------------------------------------------
 
 
-def dev_figures(models: dict[str, tuple[DecoderSpec, dict]], dev, val) -> dict:
-    """label -> condition -> figure, every weight tuned on public-val."""
+def dev_figures(
+    models: dict[str, tuple[DecoderSpec, dict]], dev, val, conditions=CONDITIONS
+) -> dict:
+    """label -> condition -> figure (in `conditions`' order), every weight tuned on public-val."""
     built = {}
     for label, (spec, tensors) in models.items():
         built[label] = (spec, spec.model_with(tensors))
     out: dict[str, dict] = {}
-    for fig in measure_on_real(built, dev, val, CONDITIONS, template=False, log=print):
+    for fig in measure_on_real(built, dev, val, conditions, template=False, log=print):
         out.setdefault(fig.decoder, {})[fig.condition] = fig
     return out
 
@@ -387,7 +389,7 @@ def with_interval(fig) -> str:
 
 def figure_table(figures: dict, cell) -> list[str]:
     """Markdown: a row per model, a column per lexicon condition, `cell(figure)` in each."""
-    labels = [c.label for c in CONDITIONS]
+    labels = list(next(iter(figures.values())))  # the conditions, in the order measured
     return [
         f"| model | {' | '.join(labels)} |",
         f"|---|{'---|' * len(labels)}",
