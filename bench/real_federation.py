@@ -43,8 +43,9 @@ from report_header import report_header, write_report
 from fl_app.base import base_dir
 from fl_app.checkpoints.format import read_checkpoint_dir
 from fl_app.datasets.importer import import_file
+from fl_app.datasets.measure import conditions_named
 from fl_app.datasets.real import CITATION, load_real, real_swipes_file, stratified_sample
-from fl_app.datasets.real_eval import LexiconCondition, measure_on_real, paired_points
+from fl_app.datasets.real_eval import measure_on_real, paired_points
 from fl_app.decoder.spec import DecoderSpec, model_arrays
 from fl_app.decoder.training import SwipeDataset, TrainConfig, train
 from fl_app.federation.config import compose, finalize
@@ -56,7 +57,8 @@ from fl_app.swipes.store import SwipeStore
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "real-federation.md"
 # The pretraining recipe with `data.real_parts=[]` (docs/pretraining.md): never saw a real trace.
 SYNTHETIC_ONLY = Path(__file__).resolve().parent / "models" / "synthetic-only"
-CONDITIONS = (LexiconCondition(100_000, False), LexiconCondition(100_000, True))
+CONDITION_KEYS = ("100k", "100k+words")  # as shipped, then with the evaluated words
+CONDITIONS = tuple(conditions_named(",".join(CONDITION_KEYS)))
 RELEASED = "shipped base + federation, the round released"
 HELDOUT = 0.2  # each store's held-out share (federated evaluation; not used for figures)
 

@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 from real_federation import (  # noqa: E402
+    CONDITION_KEYS,
     build_parser,
     dev_figures,
     difference,
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         "--lexicons",
         nargs="+",
         choices=CONDITION_NAMES,
-        default=["100k", "100k+words"],  # real_federation.CONDITIONS
+        default=list(CONDITION_KEYS),
         help="the lexicon conditions the figures are measured under",
     )
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
@@ -117,8 +118,8 @@ def render(args, argv, base, runs, figures, dev, memory, total) -> str:
     pairs = [(ARMS[k], START, f"{CLIENTS[k]} clients - start") for k in runs]
     pairs += [
         (released_label(k), START, f"{CLIENTS[k]} clients, the round released - start")
-        for k, run in runs.items()
-        if released_elsewhere(run)
+        for k in runs
+        if released_label(k) in figures  # measured only when it is not the last round
     ]
     if len(runs) == 2:
         pairs.append((ARMS["word"], ARMS["ctc"], "word-level clients - CTC clients"))
