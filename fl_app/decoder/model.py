@@ -38,12 +38,7 @@ class SwipeModel(nn.Module):
         super().__init__()
         self.config = config
         c = config.conv_channels
-        self.conv = nn.Sequential(
-            nn.Conv1d(config.n_features, c, kernel_size=5, padding=2),
-            nn.GELU(),
-            nn.Conv1d(c, c, kernel_size=5, stride=2, padding=2),
-            nn.GELU(),
-        )
+        self.conv = strided_convolutions(config)
         self.norm = nn.LayerNorm(c)
         self.gru = nn.GRU(
             c,
@@ -76,6 +71,19 @@ class SwipeModel(nn.Module):
                 packed_out, batch_first=True, total_length=x.shape[1] // 2 + x.shape[1] % 2
             )
         return self.head(self.drop(out)).log_softmax(-1), out_len
+
+
+def strided_convolutions(config: ModelConfig) -> nn.Sequential:
+    """The model's front: local shape from two 1-D convolutions, the second halving the frame
+    rate (`SwipeModel.output_lengths`). Its own function so that a variant of what reads the
+    frames after it (bench/encoder_scout.py) starts from the same front."""
+    c = config.conv_channels
+    return nn.Sequential(
+        nn.Conv1d(config.n_features, c, kernel_size=5, padding=2),
+        nn.GELU(),
+        nn.Conv1d(c, c, kernel_size=5, stride=2, padding=2),
+        nn.GELU(),
+    )
 
 
 def zero_past_end(h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
