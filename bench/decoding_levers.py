@@ -1,7 +1,8 @@
 """Levers on the shipped base's decoding, measured on real people: what is left to pull
 without a better model.
 
-    python bench/decoding_levers.py [--members DIR ...] [--other-view] [--lexicon-sizes 200000]
+    python bench/decoding_levers.py [--members DIR ...] [--scouts DIR ...] [--other-view]
+        [--lexicon-sizes 200000]
 
 Every lever is chosen on the public-val users and reported on the dev users, paired by user
 against the shipped base decoded the same way (95% interval from resampling users):
@@ -16,7 +17,8 @@ against the shipped base decoded the same way (95% interval from resampling user
   base and other models of the same recipe (`python -m fl_app.pretrain seed=N out=DIR`, or
   `model.resample=path`), or one CTC pass over their frame probabilities averaged (what a
   single module holding the members would compute; only for members whose frames are laid
-  out as the base's);
+  out as the base's). `--scouts DIR` adds transformer models `bench/encoder_scout.py --save
+  DIR` kept, after the `--members`: an ensemble of two kinds of network;
 - *both views of one model* (`--other-view`): each member also read with its frames laid out
   the other way (along the path for a time model), alone and averaged with its own view: one
   network trained on both (`data.other_view_share`) as a two-view ensemble of itself;
@@ -42,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from encoder_scout import load_scout
 from report_header import report_header, write_report
 
 from fl_app.base import base_dir
@@ -68,6 +71,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--members", nargs="*", type=Path, default=[], help="recipe output folders")
     p.add_argument(
+        "--scouts",
+        nargs="*",
+        type=Path,
+        default=[],
+        help="transformer scouts (bench/encoder_scout.py --save DIR), members after --members",
+    )
+    p.add_argument(
         "--other-view",
         action="store_true",
         help="also score each member with its frames laid out the other way (time/path)",
@@ -77,7 +87,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = p.parse_args(argv)
-    if args.other_view and not args.members:
+    if args.other_view and not (args.members or args.scouts):
         p.error("--other-view reads each member the other way: name them with --members DIR")
     return args
 
@@ -286,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     spec, model, _ = read_model_dir(base_dir("en"))
     loaded = [read_model_dir(folder)[:2] for folder in args.members]
+    loaded += [(spec, load_scout(folder, spec)) for folder in args.scouts]
     parts = {p: load_real(p)[: args.limit or None] for p in PARTS}
     evidence = {}
     for part, swipes in parts.items():
@@ -302,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     val, dev = evidence["public-val"], evidence["dev"]
 
-    members = [f"member{i + 1}" for i in range(len(args.members))]
+    members = [f"member{i + 1}" for i in range(len(loaded))]
     levers = [
         Lever("the base (re-tuned the same way)", ["base"]),
         Lever("TTA: shifted up/down", ["base", "up", "down"]),
@@ -346,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
         __doc__.split("\n\n", 2)[2].strip(),
         "",
         f"Lexicon: {CONDITION.label}. Members: "
-        + (", ".join(str(m) for m in args.members) or "none")
+        + (", ".join(str(m) for m in [*args.members, *args.scouts]) or "none")
         + ". Weights: template / prior / length bonus per letter, chosen on public-val.",
         "",
         "| lever | public-val top-1 | dev top-1 | dev top-4 | dev vs the base, points | weights |",

@@ -36,7 +36,7 @@ import torch
 from omegaconf import OmegaConf
 from real_parts import real_bench_parser, val_and_dev
 from report_header import report_header, write_report
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from fl_app.base import base_dir
@@ -109,6 +109,15 @@ def recipe_builds_transformer(layers: int, heads: int, ff: int) -> Iterator[None
         yield
     finally:
         DecoderSpec.build_model = original  # type: ignore[method-assign]
+
+
+def load_scout(directory: Path, spec: DecoderSpec) -> TransformerSwipeModel:
+    """A scout `--save` wrote, as an eval model reading `spec`'s frames (the recipe's spec:
+    the encoder settings come from the folder's scout.json, the tensors from safetensors)."""
+    encoder = json.loads((directory / "scout.json").read_text())["encoder"]
+    model = TransformerSwipeModel(spec.model_config, **encoder)
+    model.load_state_dict(load_file(str(directory / "model.safetensors")))
+    return model.eval()
 
 
 def recipe_config(overrides: list[str]) -> PretrainConfig:
