@@ -36,7 +36,7 @@ import torch
 from omegaconf import OmegaConf
 from real_parts import real_bench_parser, val_and_dev
 from report_header import report_header, write_report
-from safetensors.torch import load_file, save_file
+from safetensors.numpy import load_file, save_file
 from torch import nn
 
 from fl_app.base import base_dir
@@ -51,7 +51,7 @@ from fl_app.decoder.model import (
     strided_convolutions,
     zero_past_end,
 )
-from fl_app.decoder.spec import DecoderSpec, read_model_dir
+from fl_app.decoder.spec import DecoderSpec, load_arrays, read_model_dir
 from fl_app.federation.config import conf_dir
 from fl_app.pretrain import recipe
 from fl_app.pretrain.config import PretrainConfig
@@ -116,7 +116,7 @@ def load_scout(directory: Path, spec: DecoderSpec) -> TransformerSwipeModel:
     the encoder settings come from the folder's scout.json, the tensors from safetensors)."""
     encoder = json.loads((directory / "scout.json").read_text())["encoder"]
     model = TransformerSwipeModel(spec.model_config, **encoder)
-    model.load_state_dict(load_file(str(directory / "model.safetensors")))
+    load_arrays(model, load_file(str(directory / "model.safetensors")))
     return model.eval()
 
 
@@ -163,10 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     encoder = {"layers": args.layers, "heads": args.heads, "ff": args.ff}
     if args.save:
         args.save.mkdir(parents=True, exist_ok=True)
-        save_file(
-            {k: v.contiguous() for k, v in scout.state_dict().items()},
-            str(args.save / "model.safetensors"),
-        )
+        save_file(out["tensors"], str(args.save / "model.safetensors"))  # the recipe's arrays
         record = {"encoder": encoder, "manifest": out["manifest"]}
         (args.save / "scout.json").write_text(json.dumps(record, indent=1, default=str))
     base_spec, base, base_manifest = read_model_dir(base_dir("en"))
