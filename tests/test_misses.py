@@ -103,3 +103,7 @@ def test_distance_from_word():
     shifted = trace + np.array([QWERTY.key_width, 0.0, 0.0])  # one key to the right
     assert distance_from_word(shifted, QWERTY, "hello") == pytest.approx(1.0, abs=0.01)
     assert distance_from_word(trace, QWERTY, "zap") > 1.0  # another word, across the keys
+    # Moved back by its mean offset, the right shape in the wrong place lies near its word;
+    # another word's trace does not.
+    assert distance_from_word(shifted, QWERTY, "hello", shift_free=True) < 0.05
+    assert distance_from_word(trace, QWERTY, "zap", shift_free=True) > 1.0

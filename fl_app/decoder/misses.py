@@ -59,14 +59,23 @@ def _neighbours(a: str, b: str, keyboard: Keyboard) -> bool:
     return bool(np.linalg.norm(centres[index[a]] - centres[index[b]]) <= NEIGHBOUR_KU)
 
 
-def distance_from_word(points: np.ndarray, keyboard: Keyboard, word: str) -> float:
+def distance_from_word(
+    points: np.ndarray, keyboard: Keyboard, word: str, shift_free: bool = False
+) -> float:
     """Mean distance in key units between a trace and the polyline through its word's keys,
     both resampled evenly along their length (the template's location channel, for the truth
     alone): how far a swipe strays from the word it is labelled with. A trace two keys off
-    on average is seldom that word's, whatever its label says."""
+    on average is seldom that word's, whatever its label says.
+
+    `shift_free` first moves the trace by its mean offset from the word's path: the word's
+    shape drawn in the wrong place (a finger a row low all the way) then lies near 0, so a far
+    trace that stays far is not the word's shape either."""
     trace = resample_path(keyboard.to_key_units(points[:, :2].astype(float)))
     word_path = resample_path(keyboard.to_key_units(keyboard.word_centres(word)))
-    return float(np.linalg.norm(trace - word_path, axis=1).mean())
+    offsets = trace - word_path
+    if shift_free:
+        offsets = offsets - offsets.mean(axis=0)
+    return float(np.linalg.norm(offsets, axis=1).mean())
 
 
 @dataclass(frozen=True)
