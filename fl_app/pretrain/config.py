@@ -27,6 +27,11 @@ class DataSettings:
     # empty: the parametric style only), and in which share of their swipes
     habits_from: list[str] = field(default_factory=list)
     habit_share: float = 0.7
+    # real parts whose prompted words (how often each was asked for) the synthetic users also
+    # swipe, and in which share of their swipes (fl_app/synthetic/users.with_vocabulary;
+    # empty: the lexicon's frequencies only). Words, never traces: a twin stays synthetic-only
+    vocabulary_from: list[str] = field(default_factory=list)
+    vocabulary_share: float = 0.5
     real_parts: list[str] = field(default_factory=lambda: ["public-train"])
     real_repeats: int = 4  # real swipes seen this many times per synthetic pass
     # at most this many of the real parts' people (0: all), a seeded sample: a learning curve

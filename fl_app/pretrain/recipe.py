@@ -8,7 +8,9 @@ recorded, never used.
 from __future__ import annotations
 
 import hashlib
+import json
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -84,20 +86,58 @@ def synthetic_swipes(
 ) -> list:
     """`users` synthetic users of `seed` over the spec's lexicon, each with the recipe's
     swipes per user (the CTC training's users, and the word-level stage's fresh ones)."""
-    made = iter_users(users, seed, spec.lexicon(), habits=habits, habit_share=cfg.data.habit_share)
+    made = iter_users(
+        users,
+        seed,
+        spec.lexicon(),
+        habits=habits,
+        habit_share=cfg.data.habit_share,
+        vocabulary=prompt_vocabulary(cfg),
+        vocabulary_share=cfg.data.vocabulary_share,
+    )
     return [s for u in made for s in u.swipes(cfg.data.synthetic_swipes_per_user)]
+
+
+def _learnable(setting: str, parts: list[str]) -> list[str]:
+    """`parts` if the recipe may learn from them all: public-val and dev never (choices are
+    made on the one, figures reported on the other)."""
+    held_out = sorted(set(parts) & {"public-val", "dev"})
+    if held_out:
+        raise ValueError(f"data.{setting} may not name {held_out}: choices are made on them")
+    return parts
 
 
 def habit_bank(cfg: PretrainConfig) -> HabitBank | None:
     """The real people whose offsets the synthetic users replay (None: `data.habits_from` is
-    empty). Only parts the recipe may learn from belong here; public-val and dev never do."""
-    parts = list(cfg.data.habits_from)
+    empty). Only parts the recipe may learn from belong here."""
+    parts = _learnable("habits_from", list(cfg.data.habits_from))
     if not parts:
         return None
-    held_out = sorted(set(parts) & {"public-val", "dev"})
-    if held_out:
-        raise ValueError(f"data.habits_from may not name {held_out}: choices are made on them")
     return build_bank((r.user, r.swipe) for r in load_real(parts))
+
+
+def prompt_vocabulary(cfg: PretrainConfig) -> dict[str, int] | None:
+    """How often each word was asked for in `data.vocabulary_from`'s rows (None: empty): the
+    words the synthetic users also swipe. Only parts the recipe may learn from."""
+    parts = _learnable("vocabulary_from", list(cfg.data.vocabulary_from))
+    if not parts:
+        return None
+    return dict(sorted(Counter(r.swipe.word for r in load_real(parts)).items()))
+
+
+def vocabulary_record(cfg: PretrainConfig) -> dict[str, Any] | None:
+    """What the manifest says about the prompted words the synthetic users swipe."""
+    vocabulary = prompt_vocabulary(cfg)
+    if vocabulary is None:
+        return None
+    text = json.dumps(vocabulary, separators=(",", ":")).encode()
+    return {
+        "from": list(cfg.data.vocabulary_from),
+        "share": cfg.data.vocabulary_share,
+        "words": len(vocabulary),
+        "swipes": sum(vocabulary.values()),
+        "sha256": hashlib.sha256(text).hexdigest(),
+    }
 
 
 def habits_record(cfg: PretrainConfig, bank: HabitBank | None) -> dict[str, Any] | None:
@@ -211,6 +251,7 @@ def run(cfg: PretrainConfig, log: Callable[[str], None] = print) -> dict[str, An
                 "seed": cfg.data.synthetic_seed,
                 "generator_sha256": generator_digest(),
                 "habits": habits_record(cfg, habits),
+                "vocabulary": vocabulary_record(cfg),
             },
         },
         "metrics": figures,

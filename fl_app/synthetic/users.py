@@ -10,8 +10,8 @@ user and the same (seed, stream) the same swipes, bit for bit.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -166,15 +166,49 @@ def iter_users(
     words: Sequence[str] | None = None,
     habits: HabitBank | None = None,
     habit_share: float = 0.0,
+    vocabulary: Mapping[str, float] | None = None,
+    vocabulary_share: float = 0.0,
 ) -> Iterator[SyntheticUser]:
     """`make_users`, one user at a time: a user holds its whole vocabulary, so thousands of
     users over a 100,000-word lexicon should not all be alive at once. With a `habits` bank,
-    each user replays one real person's offsets in `habit_share` of their swipes."""
-    if not 0.0 <= habit_share <= 1.0:
-        raise ValueError(f"habit_share must lie in [0, 1], not {habit_share}")
+    each user replays one real person's offsets in `habit_share` of their swipes; with a
+    `vocabulary`, each swipes its words in `vocabulary_share` of their swipes
+    (`with_vocabulary`)."""
+    for name, share in (("habit_share", habit_share), ("vocabulary_share", vocabulary_share)):
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"{name} must lie in [0, 1], not {share}")
     for i in range(n):
         user_seed = int(np.random.SeedSequence([int(seed), i]).generate_state(1)[0])
         user = make_user(user_seed, lexicon, regime, words, user_id=i)
         if habits is not None:
             user.habits, user.habit_share = habits.person_for(user_seed), habit_share
+        if vocabulary and vocabulary_share > 0.0:
+            user = with_vocabulary(user, vocabulary, vocabulary_share)
         yield user
+
+
+def with_vocabulary(
+    user: SyntheticUser, vocabulary: Mapping[str, float], share: float
+) -> SyntheticUser:
+    """`user` choosing from `vocabulary` (words and their weights: how often real people were
+    asked to swipe them) in `share` of their swipes, from their own distribution otherwise.
+
+    Real people swipe the words they are given, and a study's prompts are not a lexicon's
+    frequencies (`im` is common there, rare in text): a model learns which letters end a
+    trace from the words it saw swiped. Deterministic: no random draw, so the user's style,
+    keyboard and habits are untouched. Words of fewer than 2 letters, or with letters the
+    keyboard lacks, are left out."""
+    letters = set(user.keyboard.letter_index)
+    chosen = {w: float(c) for w, c in vocabulary.items() if len(w) >= 2 and set(w) <= letters}
+    if not chosen or sum(chosen.values()) <= 0:
+        raise ValueError("the vocabulary holds no word this keyboard can swipe")
+    position = {w: i for i, w in enumerate(user.words)}
+    extra = [w for w in chosen if w not in position]
+    words = user.words + extra
+    weights = np.concatenate([(1.0 - share) * user.weights, np.zeros(len(extra))])
+    total = sum(chosen.values())
+    for i, w in enumerate(extra, start=len(user.words)):
+        position[w] = i
+    for w, c in chosen.items():
+        weights[position[w]] += share * c / total
+    return replace(user, words=words, weights=weights)
