@@ -26,14 +26,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from real_parts import model_and_parts, model_bench_parser, parts_sentence
 from report_header import report_header, shown_path, write_report
 
 from fl_app.datasets.real import CITATION, RealSwipe
 from fl_app.datasets.real_eval import CONDITIONS, paired_points, tuned_on_val, tuned_template
 from fl_app.decoder.features import collapse_repeats
-from fl_app.decoder.ranking import LearnedDecoder
+from fl_app.decoder.ranking import LearnedDecoder, _ctc_nll_eager
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_OUT = ROOT / "results" / "free-spelling.md"
@@ -93,17 +92,9 @@ def prefix_beam(logp: np.ndarray, width: int, classes: int) -> list[tuple[tuple[
 
 
 def ctc_log_likelihood(logp: torch.Tensor, target: list[int]) -> float:
-    """Exact CTC log-likelihood of one label (the beam's figure is a lower bound)."""
-    nll = F.ctc_loss(
-        logp[:, None, :],
-        torch.tensor([target]),
-        torch.tensor([len(logp)]),
-        torch.tensor([len(target)]),
-        blank=BLANK,
-        reduction="sum",
-        zero_infinity=True,
-    )
-    return -float(nll)
+    """Exact CTC log-likelihood of one label (the beam's figure is a lower bound), by the
+    decoder's own CTC scoring of a candidate."""
+    return -float(_ctc_nll_eager(logp, torch.tensor([target]), torch.tensor([len(target)]))[0])
 
 
 def decode_part(

@@ -48,8 +48,8 @@ READ_UNDER = (CONDITIONS[0], CONDITIONS[2])  # 10k + evaluated words; 100k as sh
 BANDS = (10_000, 100_000)  # the truth's frequency rank in the product's lexicon file
 TOP_PAIRS = 30
 DISTANCES = (0.5, 1.0, 1.5, 2.0)  # key units between a trace and its word's keys (mean)
-MARGINS = (0.0, 1.0, 3.0, 10.0)
-SHAPE_NEAR = 0.5  # key units from the word's path once the trace is moved by its mean offset  # nats by which the trace prefers the first word to the truth
+MARGINS = (0.0, 1.0, 3.0, 10.0)  # nats by which the trace prefers the first word to the truth
+SHAPE_NEAR = 0.5  # key units from the word's path once the trace is moved by its mean offset
 
 
 @dataclass

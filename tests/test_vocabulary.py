@@ -57,23 +57,23 @@ def test_the_recipe_takes_words_only_from_parts_it_may_learn_from(real_swipes_di
     from fl_app.pretrain.recipe import prompt_vocabulary, vocabulary_record
 
     cfg = PretrainConfig()
-    assert prompt_vocabulary(cfg) is None and vocabulary_record(cfg) is None
+    assert prompt_vocabulary(cfg) is None and vocabulary_record(cfg, None) is None
     cfg.data.vocabulary_from = ["public-train", "public-val"]
     with pytest.raises(ValueError, match="public-val"):
         prompt_vocabulary(cfg)
     cfg.data.vocabulary_from = ["public-train"]
     vocabulary = prompt_vocabulary(cfg)
-    record = vocabulary_record(cfg)
+    record = vocabulary_record(cfg, vocabulary)
     assert record["swipes"] == sum(vocabulary.values()) > 14_000
     assert record["words"] == len(vocabulary) > 1_000 and len(record["sha256"]) == 64
     assert vocabulary["you"] > vocabulary["the"]  # the study's prompts, not text frequencies
 
     # and the recipe's synthetic users swipe them, in the share it sets
-    from fl_app.pretrain.recipe import decoder_spec, synthetic_swipes
+    from fl_app.pretrain.recipe import calibration, decoder_spec, synthetic_swipes
 
     cfg.data.synthetic_swipes_per_user = 20
     spec = decoder_spec(cfg)
     for share, all_prompted in ((1.0, True), (0.0, False)):
         cfg.data.vocabulary_share = share
-        swipes = synthetic_swipes(cfg, spec, 3, 4, None)
+        swipes = synthetic_swipes(cfg, spec, 3, 4, calibration(cfg))
         assert all(s.word in vocabulary for s in swipes) is all_prompted

@@ -12,7 +12,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -81,18 +81,37 @@ def decoder_spec(cfg: PretrainConfig) -> DecoderSpec:
     )
 
 
+@dataclass(frozen=True)
+class Calibration:
+    """What the synthetic users take from real people (read once per run, used by both
+    stages): their replayed offsets and the words they were asked for. Never their traces."""
+
+    habits: HabitBank | None = None
+    vocabulary: dict[str, int] | None = None
+
+
+def calibration(cfg: PretrainConfig) -> Calibration:
+    """The recipe's `Calibration` (`data.habits_from`, `data.vocabulary_from`)."""
+    return Calibration(habit_bank(cfg), prompt_vocabulary(cfg))
+
+
 def synthetic_swipes(
-    cfg: PretrainConfig, spec: DecoderSpec, users: int, seed: int, habits: HabitBank | None
+    cfg: PretrainConfig,
+    spec: DecoderSpec,
+    users: int,
+    seed: int,
+    calibrated: Calibration | None,
 ) -> list:
     """`users` synthetic users of `seed` over the spec's lexicon, each with the recipe's
     swipes per user (the CTC training's users, and the word-level stage's fresh ones)."""
+    calibrated = calibrated or Calibration()
     made = iter_users(
         users,
         seed,
         spec.lexicon(),
-        habits=habits,
+        habits=calibrated.habits,
         habit_share=cfg.data.habit_share,
-        vocabulary=prompt_vocabulary(cfg),
+        vocabulary=calibrated.vocabulary,
         vocabulary_share=cfg.data.vocabulary_share,
     )
     return [s for u in made for s in u.swipes(cfg.data.synthetic_swipes_per_user)]
@@ -125,9 +144,10 @@ def prompt_vocabulary(cfg: PretrainConfig) -> dict[str, int] | None:
     return dict(sorted(Counter(r.swipe.word for r in load_real(parts)).items()))
 
 
-def vocabulary_record(cfg: PretrainConfig) -> dict[str, Any] | None:
+def vocabulary_record(
+    cfg: PretrainConfig, vocabulary: dict[str, int] | None
+) -> dict[str, Any] | None:
     """What the manifest says about the prompted words the synthetic users swipe."""
-    vocabulary = prompt_vocabulary(cfg)
     if vocabulary is None:
         return None
     text = json.dumps(vocabulary, separators=(",", ":")).encode()
@@ -202,9 +222,9 @@ def run(cfg: PretrainConfig, log: Callable[[str], None] = print) -> dict[str, An
     stage = read_stage(cfg.ctc_stage_from, cfg) if cfg.ctc_stage_from else None
     real = real_training_rows(cfg)
     val = _limited(load_real("public-val"), cfg)
-    habits = habit_bank(cfg)
+    calibrated = calibration(cfg)
     if stage is None:
-        model, ctc = _ctc_stage(cfg, spec, real, habits, (synthetic_views, real_views), log)
+        model, ctc = _ctc_stage(cfg, spec, real, calibrated, (synthetic_views, real_views), log)
         if cfg.ctc_stage_out:
             ctc["sha256"] = write_stage(cfg.ctc_stage_out, cfg, spec, model, ctc)
             ctc["dir"] = cfg.ctc_stage_out
@@ -221,7 +241,7 @@ def run(cfg: PretrainConfig, log: Callable[[str], None] = print) -> dict[str, An
     decoder.fusion, _ = tune_fusion(decoder, [r.swipe for r in val])
     word_level = None
     if cfg.discriminative.steps and (real or cfg.discriminative.synthetic_users):
-        word_level = _word_level_stage(cfg, spec, model, decoder, real, habits, teachers, log)
+        word_level = _word_level_stage(cfg, spec, model, decoder, real, calibrated, teachers, log)
         decoder.fusion, _ = tune_fusion(decoder, [r.swipe for r in val])  # the model moved
     spec = replace(spec, template=params, fusion=decoder.fusion)
 
@@ -250,8 +270,8 @@ def run(cfg: PretrainConfig, log: Callable[[str], None] = print) -> dict[str, An
                 "swipes": ctc["synthetic_swipes"],
                 "seed": cfg.data.synthetic_seed,
                 "generator_sha256": generator_digest(),
-                "habits": habits_record(cfg, habits),
-                "vocabulary": vocabulary_record(cfg),
+                "habits": habits_record(cfg, calibrated.habits),
+                "vocabulary": vocabulary_record(cfg, calibrated.vocabulary),
             },
         },
         "metrics": figures,
@@ -274,7 +294,7 @@ def _ctc_stage(
     cfg: PretrainConfig,
     spec: DecoderSpec,
     real: list[RealSwipe],
-    habits: HabitBank | None,
+    calibrated: Calibration,
     views: tuple[ViewMix | None, ViewMix | None],
     log: Callable[[str], None],
 ) -> tuple[SwipeModel, dict[str, Any]]:
@@ -283,7 +303,7 @@ def _ctc_stage(
     t0 = time.perf_counter()
     synthetic_views, real_views = views
     synthetic = synthetic_swipes(
-        cfg, spec, cfg.data.synthetic_users, cfg.data.synthetic_seed, habits
+        cfg, spec, cfg.data.synthetic_users, cfg.data.synthetic_seed, calibrated
     )
     n_synthetic = len(synthetic)
     parts, repeats = [], []
@@ -348,7 +368,7 @@ def _word_level_stage(
     model: SwipeModel,
     decoder: LearnedDecoder,
     real: list[RealSwipe],
-    habits: HabitBank | None,
+    calibrated: Calibration,
     teachers: tuple[list[Teacher], list[dict[str, Any]]],
     log: Callable[[str], None],
 ) -> dict[str, Any]:
@@ -359,7 +379,7 @@ def _word_level_stage(
     models, records = teachers
     t0 = time.perf_counter()
     real_choices = mine_choices(decoder, [r.swipe for r in real], dc.candidates)
-    synthetic = synthetic_swipes(cfg, spec, dc.synthetic_users, dc.synthetic_seed, habits)
+    synthetic = synthetic_swipes(cfg, spec, dc.synthetic_users, dc.synthetic_seed, calibrated)
     synthetic_choices = mine_choices(decoder, synthetic, dc.candidates)
     t_mine = time.perf_counter() - t0
     log(

@@ -202,13 +202,13 @@ def with_vocabulary(
     chosen = {w: float(c) for w, c in vocabulary.items() if len(w) >= 2 and set(w) <= letters}
     if not chosen or sum(chosen.values()) <= 0:
         raise ValueError("the vocabulary holds no word this keyboard can swipe")
-    position = {w: i for i, w in enumerate(user.words)}
+    # only the chosen words' places: a user holds up to 100,000 words, the study a few thousand
+    position = {w: i for i, w in enumerate(user.words) if w in chosen}
     extra = [w for w in chosen if w not in position]
     words = user.words + extra
+    position.update({w: i for i, w in enumerate(extra, start=len(user.words))})
     weights = np.concatenate([(1.0 - share) * user.weights, np.zeros(len(extra))])
     total = sum(chosen.values())
-    for i, w in enumerate(extra, start=len(user.words)):
-        position[w] = i
     for w, c in chosen.items():
         weights[position[w]] += share * c / total
     return replace(user, words=words, weights=weights)
