@@ -38,7 +38,7 @@ from fl_app.decoder.ranking import LearnedDecoder
 from fl_app.decoder.spec import DecoderSpec, read_model_dir
 from fl_app.decoder.tuning import tune_fusion
 from fl_app.pretrain.config import PretrainConfig
-from fl_app.pretrain.recipe import SHIPPED, load_teachers, synthetic_swipes
+from fl_app.pretrain.recipe import SHIPPED, calibration, load_teachers, synthetic_swipes
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "word-level-teachers.md"
 
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     decoder = LearnedDecoder(base, spec.features, SHIPPED.build([]), spec.template, spec.fusion)
     dc = cfg.discriminative
-    synthetic = synthetic_swipes(cfg, spec, dc.synthetic_users, dc.synthetic_seed, None)
+    synthetic = synthetic_swipes(cfg, spec, dc.synthetic_users, dc.synthetic_seed, calibration(cfg))
     mined = (
         mine_choices(decoder, [r.swipe for r in real], dc.candidates),
         mine_choices(decoder, synthetic, dc.candidates),

@@ -86,8 +86,8 @@ class Calibration:
     """What the synthetic users take from real people (read once per run, used by both
     stages): their replayed offsets and the words they were asked for. Never their traces."""
 
-    habits: HabitBank | None = None
-    vocabulary: dict[str, int] | None = None
+    habits: HabitBank | None
+    vocabulary: dict[str, int] | None
 
 
 def calibration(cfg: PretrainConfig) -> Calibration:
@@ -100,11 +100,10 @@ def synthetic_swipes(
     spec: DecoderSpec,
     users: int,
     seed: int,
-    calibrated: Calibration | None,
+    calibrated: Calibration,
 ) -> list:
     """`users` synthetic users of `seed` over the spec's lexicon, each with the recipe's
     swipes per user (the CTC training's users, and the word-level stage's fresh ones)."""
-    calibrated = calibrated or Calibration()
     made = iter_users(
         users,
         seed,
