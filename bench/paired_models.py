@@ -2,7 +2,7 @@
 between runs?
 
     python bench/paired_models.py --models REFERENCE DIR [DIR ...] [--lexicon 10k+words]
-        [--limit N] [--threads 2]
+        [--split-by-words-of public-train] [--limit N] [--threads 2]
 
 Every model folder is one run of `python -m fl_app.pretrain` (or the shipped base); the first
 is the reference. Under one lexicon condition (`--lexicon`: "10k + the evaluated words", the
@@ -13,6 +13,10 @@ The "changes" column lists where a run's recipe differs from the reference's (ou
 and thread counts left out). Word-level experiments started from one CTC stage
 (`ctc_stage_from`) against a control from the same stage share every CTC weight, so what
 separates them is the word-level change alone (docs/pretraining.md).
+`--split-by-words-of PART` pairs them again on dev's swipes of words PART's people swiped and
+on the rest: the study's prompts are shared, so a model trained on PART's traces (or a
+generator given their words) has seen most of dev's words, and the split tells a gain on
+those words from one on words new to it.
 """
 
 from __future__ import annotations
@@ -28,8 +32,9 @@ from real_parts import parts_sentence, real_bench_parser, val_and_dev
 from report_header import report_header, shown_path, write_report
 
 from fl_app.datasets.measure import CONDITION_NAMES, conditions_named
-from fl_app.datasets.real import CITATION
-from fl_app.datasets.real_eval import measure_on_real, paired_points
+from fl_app.datasets.real import CITATION, RealSwipe, load_real
+from fl_app.datasets.real_eval import RealFigure, measure_on_real, paired_points, swipes_of_words
+from fl_app.datasets.split import check_parts
 from fl_app.decoder.spec import read_model_dir
 from fl_app.pretrain.config import PretrainConfig
 from fl_app.pretrain.ctc_stage import differing_settings
@@ -66,6 +71,39 @@ def with_defaults(config: dict, defaults: dict = DEFAULTS) -> dict:
     return merged
 
 
+def split_table(
+    figures: list[RealFigure], reference: str, dev: list[RealSwipe], part: str
+) -> list[str]:
+    """Each model's dev top-1 on the swipes of words `part`'s people swiped and on the rest,
+    and against the reference's on each, paired by swipe."""
+    seen = swipes_of_words(dev, {r.swipe.word for r in load_real(part)})
+    users = [r.user for r in dev]
+    hits = {f.decoder: f.hits for f in figures}
+    subsets = ((f"words {part}'s people swiped", seen), ("other words", ~seen))
+    header = " | ".join(
+        f"{name} ({int(mask.sum())} swipes): top-1 | vs reference" for name, mask in subsets
+    )
+    lines = [
+        "",
+        f"Dev split by the word: did {part}'s people swipe it?",
+        "",
+        f"| model | {header} |",
+    ]
+    lines.append("|---" + "|---:|---" * len(subsets) + "|")
+    for fig in figures:
+        cells = []
+        for _, mask in subsets:
+            mine = hits[fig.decoder]
+            diff = (
+                ""
+                if fig.decoder == reference
+                else paired_points(users, mine, hits[reference], mask)
+            )
+            cells += [f"{mine[mask].mean():.3f}", diff]
+        lines.append(f"| `{fig.decoder}` | " + " | ".join(cells) + " |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = real_bench_parser(__doc__, DEFAULT_OUT)
     parser.add_argument("--models", type=Path, nargs="+", required=True, help="the reference first")
@@ -75,9 +113,19 @@ def main(argv: list[str] | None = None) -> int:
         default=CONDITION_NAMES[0],  # 10k + evaluated words: the issue's headline target
         help="the lexicon condition paired under",
     )
+    parser.add_argument(
+        "--split-by-words-of",
+        metavar="PART",
+        help="also pair on dev's swipes of words this split part's people swiped, and the rest",
+    )
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if len(args.models) < 2 or len(set(args.models)) != len(args.models):
         parser.error("--models takes the reference and at least one other folder, each once")
+    if args.split_by_words_of:
+        try:
+            check_parts(args.split_by_words_of)
+        except ValueError as err:
+            parser.error(str(err))
     (paired,) = conditions_named(args.lexicon)
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
@@ -110,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
             f"| `{fig.decoder}` | {changes} | {fig.tuned['val_top1']:.3f} "
             f"| {fig.metrics['top1']:.3f} | {fig.metrics['top4']:.3f} | {diff} |"
         )
+    if args.split_by_words_of:
+        lines += split_table(figures, reference, dev, args.split_by_words_of)
     lines += [
         "",
         f"Condition: {paired.label}. Wall time {time.perf_counter() - t0:.0f} s. {CITATION}",

@@ -31,3 +31,15 @@ def test_a_figures_hits_count_only_the_first_rank():
     """What the paired benchmarks pair: a word ranked second, or not at all, is a miss."""
     fig = RealFigure("m", "10k", {}, (0.0, 0.0), ranks=[1, 2, None, 1])
     assert fig.hits.tolist() == [1.0, 0.0, 0.0, 1.0]
+
+
+def test_a_comparison_within_one_kind_of_swipe_pairs_only_those_swipes_and_their_people():
+    """`--split-by-words-of`: a gain on learnt words must not be diluted by, or leak into,
+    the other words' figure."""
+    users = ["a", "a", "b", "b"]
+    better = [1.0, 1.0, 0.0, 1.0]
+    worse = [0.0, 1.0, 0.0, 1.0]
+    learnt = [True, False, True, False]
+    assert paired_points(users, better, worse, learnt) == "+50.0 (+0.0 to +100.0)"
+    assert paired_points(users, better, worse, [not k for k in learnt]) == "+0.0 (+0.0 to +0.0)"
+    assert paired_points(users, better, worse) == "+25.0 (+0.0 to +50.0)"

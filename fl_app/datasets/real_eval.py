@@ -65,6 +65,13 @@ def coverage(swipes: Sequence[RealSwipe], lexicon: Lexicon) -> float:
     return float(np.mean([r.swipe.word in lexicon for r in swipes])) if swipes else float("nan")
 
 
+def swipes_of_words(swipes: Sequence[RealSwipe], words: set[str]) -> np.ndarray:
+    """Which `swipes` are of a word in `words`. The study's prompts are shared by its people, so
+    a word another part's people swiped is one a model may have learnt from their traces (or
+    a generator from their words): figures split by it tell learnt words from new ones."""
+    return np.array([r.swipe.word in words for r in swipes], dtype=bool)
+
+
 def ranks(decode_many: Callable[[list], list], swipes: Sequence[RealSwipe]) -> list[int | None]:
     """1-based rank of the true word among each swipe's top-4 suggestions (None: absent)."""
     suggestions = decode_many([r.swipe for r in swipes])
@@ -95,8 +102,18 @@ def user_bootstrap(
     return float(diff.mean()), float(low), float(high)
 
 
-def paired_points(users: Sequence[str], a: Sequence[float], b: Sequence[float]) -> str:
-    """`a - b` in points with its 95% interval over users, as a report's table shows it."""
+def paired_points(
+    users: Sequence[str],
+    a: Sequence[float],
+    b: Sequence[float],
+    within: Sequence[bool] | None = None,
+) -> str:
+    """`a - b` in points with its 95% interval over users, as a report's table shows it; with
+    `within`, over the swipes it marks only (one kind of swipe, its people resampled)."""
+    if within is not None:
+        keep = np.asarray(within, dtype=bool)
+        users = [u for u, k in zip(users, keep) if k]
+        a, b = np.asarray(a)[keep], np.asarray(b)[keep]
     mean, low, high = user_bootstrap(users, a, b)
     return f"{100 * mean:+.1f} ({100 * low:+.1f} to {100 * high:+.1f})"
 
