@@ -27,14 +27,22 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import torch
 from real_parts import parts_sentence, real_bench_parser, val_and_dev
 from report_header import report_header, shown_path, write_report
 
 from fl_app.datasets.measure import CONDITION_NAMES, conditions_named
 from fl_app.datasets.real import CITATION, RealSwipe, load_real
-from fl_app.datasets.real_eval import RealFigure, measure_on_real, paired_points, swipes_of_words
+from fl_app.datasets.real_eval import (
+    FULL_SIZE,
+    RealFigure,
+    measure_on_real,
+    paired_points,
+    swipes_of_words,
+)
 from fl_app.datasets.split import check_parts
+from fl_app.decoder.lexicon import Lexicon, load_lexicon
 from fl_app.decoder.spec import read_model_dir
 from fl_app.pretrain.config import PretrainConfig
 from fl_app.pretrain.ctc_stage import differing_settings
@@ -71,6 +79,15 @@ def with_defaults(config: dict, defaults: dict = DEFAULTS) -> dict:
     return merged
 
 
+def words_described(words: list[str], mask: np.ndarray, lexicon: Lexicon) -> str:
+    """How common and how long the words `mask` keeps are: the two parts of a split differ in
+    kind as well as in whether a model saw them (a rank past the lexicon: not in it)."""
+    kept = [w for w, k in zip(words, mask) if k]
+    ranks = [lexicon.index(w) if w in lexicon else len(lexicon) for w in kept]
+    letters = np.mean([len(w) for w in kept])
+    return f"median frequency rank {np.median(ranks):.0f}, {letters:.1f} letters on average"
+
+
 def split_table(
     figures: list[RealFigure], reference: str, dev: list[RealSwipe], part: str
 ) -> list[str]:
@@ -83,9 +100,15 @@ def split_table(
     header = " | ".join(
         f"{name} ({int(mask.sum())} swipes): top-1 | vs reference" for name, mask in subsets
     )
+    lexicon = load_lexicon("en", FULL_SIZE)
+    kinds = "; ".join(
+        f"{name}: {words_described([r.swipe.word for r in dev], mask, lexicon)}"
+        for name, mask in subsets
+    )
     lines = [
         "",
-        f"Dev split by the word: did {part}'s people swipe it?",
+        f"Dev split by the word: did {part}'s people swipe it? ({kinds}; a word outside the "
+        f"{FULL_SIZE:,}-word lexicon ranks {FULL_SIZE:,}.)",
         "",
         f"| model | {header} |",
     ]
