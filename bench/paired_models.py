@@ -36,7 +36,6 @@ from fl_app.datasets.measure import CONDITION_NAMES, conditions_named
 from fl_app.datasets.real import CITATION, RealSwipe, load_real
 from fl_app.datasets.real_eval import (
     FULL_SIZE,
-    RealFigure,
     measure_on_real,
     paired_points,
     swipes_of_words,
@@ -79,31 +78,30 @@ def with_defaults(config: dict, defaults: dict = DEFAULTS) -> dict:
     return merged
 
 
-def words_described(words: list[str], mask: np.ndarray, lexicon: Lexicon) -> str:
-    """How common and how long the words `mask` keeps are: the two parts of a split differ in
-    kind as well as in whether a model saw them (a rank past the lexicon: not in it)."""
-    kept = [w for w, k in zip(words, mask) if k]
-    ranks = [lexicon.index(w) if w in lexicon else len(lexicon) for w in kept]
-    letters = np.mean([len(w) for w in kept])
+def words_described(words: list[str], lexicon: Lexicon) -> str:
+    """How common and how long `words` are: the two parts of a split differ in kind as well as
+    in whether a model saw them (a rank past the lexicon: not in it)."""
+    ranks = [lexicon.index(w) if w in lexicon else len(lexicon) for w in words]
+    letters = np.mean([len(w) for w in words])
     return f"median frequency rank {np.median(ranks):.0f}, {letters:.1f} letters on average"
 
 
 def split_table(
-    figures: list[RealFigure], reference: str, dev: list[RealSwipe], part: str
+    hits: dict[str, np.ndarray], reference: str, dev: list[RealSwipe], part: str
 ) -> list[str]:
-    """Each model's dev top-1 on the swipes of words `part`'s people swiped and on the rest,
-    and against the reference's on each, paired by swipe."""
+    """Each model's dev top-1 (`hits`, by model, in `dev`'s order) on the swipes of words
+    `part`'s people swiped and on the rest, and against the reference's on each, paired by
+    swipe."""
     seen = swipes_of_words(dev, {r.swipe.word for r in load_real(part)})
     users = [r.user for r in dev]
-    hits = {f.decoder: f.hits for f in figures}
     subsets = ((f"words {part}'s people swiped", seen), ("other words", ~seen))
-    header = " | ".join(
-        f"{name} ({int(mask.sum())} swipes): top-1 | vs reference" for name, mask in subsets
-    )
     lexicon = load_lexicon("en", FULL_SIZE)
     kinds = "; ".join(
-        f"{name}: {words_described([r.swipe.word for r in dev], mask, lexicon)}"
+        f"{name}: {words_described([r.swipe.word for r, k in zip(dev, mask) if k], lexicon)}"
         for name, mask in subsets
+    )
+    header = " | ".join(
+        f"{name} ({int(mask.sum())} swipes): top-1 | vs reference" for name, mask in subsets
     )
     lines = [
         "",
@@ -111,19 +109,14 @@ def split_table(
         f"{FULL_SIZE:,}-word lexicon ranks {FULL_SIZE:,}.)",
         "",
         f"| model | {header} |",
+        "|---" + "|---:|---" * len(subsets) + "|",
     ]
-    lines.append("|---" + "|---:|---" * len(subsets) + "|")
-    for fig in figures:
+    for model, mine in hits.items():
         cells = []
         for _, mask in subsets:
-            mine = hits[fig.decoder]
-            diff = (
-                ""
-                if fig.decoder == reference
-                else paired_points(users, mine, hits[reference], mask)
-            )
+            diff = "" if model == reference else paired_points(users, mine, hits[reference], mask)
             cells += [f"{mine[mask].mean():.3f}", diff]
-        lines.append(f"| `{fig.decoder}` | " + " | ".join(cells) + " |")
+        lines.append(f"| `{model}` | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -182,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             f"| {fig.metrics['top1']:.3f} | {fig.metrics['top4']:.3f} | {diff} |"
         )
     if args.split_by_words_of:
-        lines += split_table(figures, reference, dev, args.split_by_words_of)
+        lines += split_table(hits, reference, dev, args.split_by_words_of)
     lines += [
         "",
         f"Condition: {paired.label}. Wall time {time.perf_counter() - t0:.0f} s. {CITATION}",
