@@ -59,6 +59,19 @@ def test_coarse_pass_keeps_the_nearest_words_and_their_full_scores():
     assert all(score == full_scores[w] for w, score in kept)
 
 
+def test_params_given_to_score_candidates_set_its_cuts_too():
+    """Params passed for one call narrow as they say (here the coarse pass), not as the
+    decoder's own: a benchmark asks how many words each cut keeps this way."""
+    kb = named_keyboard("qwerty-en", 375, 217)
+    words = ["hello", "help", "world", "word", "would", "with", "what", "when"]
+    decoder = TemplateDecoder(Lexicon(words, np.ones(len(words))), TemplateParams(coarse_keep=3))
+    centres = kb.word_centres("world")
+    trace = np.concatenate([centres, np.arange(len(centres))[:, None] * 100.0], axis=1)
+    assert len(decoder.score_candidates(trace, kb)[0]) == 3
+    wider = TemplateParams(coarse_keep=1000)
+    assert len(decoder.score_candidates(trace, kb, wider)[0]) == len(words)
+
+
 def test_channel_distances_are_the_mean_point_distances_to_each_template():
     """The banks' coordinate-major layout must still give SHARK2's channels: the mean distance
     between the resampled trace and each word's key-centre path, as-is (location) and

@@ -140,13 +140,12 @@ class TemplateDecoder:
         self, points: np.ndarray, keyboard: Keyboard
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Pruned candidates (positions in Templates) with their shape and location distances."""
-        return self._distances(points, keyboard, self.templates(keyboard))
+        return self._distances(points, keyboard, self.templates(keyboard), self.params)
 
     def _distances(
-        self, points: np.ndarray, keyboard: Keyboard, tpl: Templates
+        self, points: np.ndarray, keyboard: Keyboard, tpl: Templates, p: TemplateParams
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         trace = resample_path(keyboard.to_key_units(points[:, :2]))
-        p = self.params
         # Per key first (a few dozen), then one boolean gather per word.
         key_start = _row_norm(tpl.key_centres - trace[0])
         key_end = _row_norm(tpl.key_centres - trace[-1])
@@ -167,10 +166,11 @@ class TemplateDecoder:
     def score_candidates(
         self, points: np.ndarray, keyboard: Keyboard, params: TemplateParams | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(lexicon indices, template log-likelihood without prior, log prior) of candidates."""
+        """(lexicon indices, template log-likelihood without prior, log prior) of candidates;
+        `params` (radii and coarse pass included) in place of the decoder's own."""
         p = params or self.params
         tpl = self.templates(keyboard)  # one lookup: candidates index this very bank
-        cand, d_shape, d_loc = self._distances(points, keyboard, tpl)
+        cand, d_shape, d_loc = self._distances(points, keyboard, tpl, p)
         loglik = -0.5 * (d_shape / p.sigma_shape) ** 2 - 0.5 * (d_loc / p.sigma_location) ** 2
         return tpl.word_index[cand], loglik, tpl.log_prior[cand]
 

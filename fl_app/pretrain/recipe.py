@@ -240,7 +240,7 @@ def run(cfg: PretrainConfig, log: Callable[[str], None] = print) -> dict[str, An
     decoder.fusion, _ = tune_fusion(decoder, [r.swipe for r in val])
     word_level = None
     if cfg.discriminative.steps and (real or cfg.discriminative.synthetic_users):
-        word_level = _word_level_stage(cfg, spec, model, decoder, real, calibrated, teachers, log)
+        word_level = word_level_stage(cfg, spec, model, decoder, real, calibrated, teachers, log)
         decoder.fusion, _ = tune_fusion(decoder, [r.swipe for r in val])  # the model moved
     spec = replace(spec, template=params, fusion=decoder.fusion)
 
@@ -361,7 +361,7 @@ def _stage_reference(ctc: dict[str, Any]) -> dict[str, Any]:
     return {"dir": ctc["dir"], "sha256": ctc["sha256"], "threads": ctc["threads"]}
 
 
-def _word_level_stage(
+def word_level_stage(
     cfg: PretrainConfig,
     spec: DecoderSpec,
     model: SwipeModel,
