@@ -19,7 +19,6 @@ difference is the round's alone.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import asdict, replace
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
+from paired_models import DEFAULTS  # today's recipe as a manifest records it
 
 from fl_app.base import base_dir
 from fl_app.checkpoints.format import write_checkpoint_dir
@@ -42,10 +42,9 @@ def recipe_config(manifest: dict, **changes: int) -> PretrainConfig:
     """The recipe settings a model's manifest records (today's defaults where it predates
     one), with `changes` ("section.name": value) applied."""
     merged = OmegaConf.structured(PretrainConfig)
-    defaults = json.loads(json.dumps(asdict(PretrainConfig())))  # as a manifest records them
     recorded = [
         (name, value)
-        for name, value, _ in differing_settings(manifest["recipe"]["config"], defaults)
+        for name, value, _ in differing_settings(manifest["recipe"]["config"], DEFAULTS)
         if value is not None
     ]
     for name, value in [*recorded, *changes.items()]:
@@ -80,15 +79,13 @@ def main(argv: list[str] | None = None) -> int:
     def log(message: str) -> None:
         print(f"[{time.perf_counter() - t0:6.0f} s] {message}", flush=True)
 
-    val = [r.swipe for r in load_real("public-val")]
-    decoder = spec.build_decoder(model)  # the shipped lexicon and the weights tuned for it
-    before = decoder.fusion
-    _, val_before = tune_fusion(decoder, val)
-    decoder.fusion = before  # mined as the model's own tuned decoder would
+    # The shipped lexicon and the weights tuned for it: mined as the model's own decoder would.
+    decoder = spec.build_decoder(model)
     real = real_training_rows(cfg)
     record = word_level_stage(cfg, spec, model, decoder, real, calibration(cfg), ([], []), log)
-    decoder.fusion, val_after = tune_fusion(decoder, val)  # the model moved
-    log(f"public-val top-1, shipped lexicon, tuned: {val_before:.3f} before, {val_after:.3f} after")
+    val = [r.swipe for r in load_real("public-val")]
+    decoder.fusion, val_top1 = tune_fusion(decoder, val)  # the model moved
+    log(f"public-val top-1 after the round, shipped lexicon, re-tuned: {val_top1:.3f}")
     spec = replace(spec, fusion=decoder.fusion)
     command = "python bench/word_level_round.py " + " ".join(sys.argv[1:] if argv is None else argv)
     train = dict(manifest.get("train", {}))
