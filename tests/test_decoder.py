@@ -277,3 +277,22 @@ def test_tuned_fusion_weights_decode_as_tuning_measured(small_trained, small_lex
     assert evaluate_decoder(decoder, test[:150])["top1"] == pytest.approx(top1)
     decoder.fusion = replace(weights, length_bonus=0.0)
     assert evaluate_decoder(decoder, test[:150])["top1"] <= top1
+
+
+def test_fusion_weights_tuned_for_the_suggestion_bar(small_trained, small_lexicon):
+    """tune_fusion(k=4) chooses by top-4: a decoder given its weights shows the truth among
+    four suggestions as often as tuning reported, and no less often than with the weights
+    chosen for top-1."""
+    from fl_app.decoder.tuning import tune_fusion
+
+    spec, model, _, test = small_trained
+    swipes = test[:150]
+    decoder = LearnedDecoder(
+        model, spec.features, small_lexicon, fusion=FusionWeights(shortlist=8, wide=24)
+    )
+    for_top1, _ = tune_fusion(decoder, swipes)
+    for_top4, top4 = tune_fusion(decoder, swipes, k=4)
+    decoder.fusion = for_top4
+    assert evaluate_decoder(decoder, swipes)["top4"] == pytest.approx(top4)
+    decoder.fusion = for_top1
+    assert evaluate_decoder(decoder, swipes)["top4"] <= top4

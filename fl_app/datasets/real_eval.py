@@ -184,14 +184,15 @@ def tuned_on_val(
     val_lexicon: Lexicon,
     template: TemplateParams,
     val: Sequence[RealSwipe],
+    k: int = 1,
 ) -> tuple[LearnedDecoder, float]:
     """The model's decoder over `val_lexicon` with the template's weights (and the model's own
-    coarse cut) and fusion weights tuned on `val`; with its top-1 there. Callers then point it
-    at the evaluated users' lexicon."""
+    coarse cut) and fusion weights tuned on `val` for top-k (top-1 unless asked); with its
+    top-k there. Callers then point it at the evaluated users' lexicon."""
     own = replace(template, coarse_keep=spec.template.coarse_keep)
     decoder = LearnedDecoder(model, spec.features, val_lexicon, own, spec.fusion)
-    decoder.fusion, val_top1 = tune_fusion(decoder, [r.swipe for r in val])
-    return decoder, val_top1
+    decoder.fusion, val_top_k = tune_fusion(decoder, [r.swipe for r in val], k)
+    return decoder, val_top_k
 
 
 def measure_on_real(

@@ -29,6 +29,22 @@ def _top1(scored: list[tuple[np.ndarray, np.ndarray]], truth: list[int]) -> floa
     return float(np.mean(hits))
 
 
+def _top_k(scored: list[tuple[np.ndarray, np.ndarray]], truth: list[int], k: int) -> float:
+    """Share of swipes whose truth is among their k best candidates; ties go to the earlier
+    candidate, as argmax breaks them, so k=1 is `_top1`."""
+    if k == 1:
+        return _top1(scored, truth)
+    hits = []
+    for (idx, s), t in zip(scored, truth):
+        at = np.flatnonzero(idx == t)
+        if len(at) == 0:
+            hits.append(False)
+            continue
+        mine = s[at[0]]
+        hits.append(int((s > mine).sum()) + int((s[: at[0]] == mine).sum()) < k)
+    return float(np.mean(hits))
+
+
 def tune_template(
     decoder: TemplateDecoder, swipes: Sequence[Swipe]
 ) -> tuple[TemplateParams, float]:
@@ -55,10 +71,14 @@ def tune_template(
     return best[1], best[0]
 
 
-def tune_fusion(decoder: LearnedDecoder, swipes: Sequence[Swipe]) -> tuple[FusionWeights, float]:
-    """Best fusion weights by top-1: the template score's, the prior's and the per-letter
-    length bonus beside the CTC score, and (when the decoder cuts a `wide` template list down
-    to its `shortlist` with the model's help) the positional letter score's weight in that cut.
+def tune_fusion(
+    decoder: LearnedDecoder, swipes: Sequence[Swipe], k: int = 1
+) -> tuple[FusionWeights, float]:
+    """Best fusion weights by top-k (top-1 unless asked: the first suggestion is what a swipe
+    types; k=4 asks what the suggestion bar could hold): the template score's, the prior's and
+    the per-letter length bonus beside the CTC score, and (when the decoder cuts a `wide`
+    template list down to its `shortlist` with the model's help) the positional letter score's
+    weight in that cut. Returns the weights and their top-k.
 
     Every wide candidate is CTC-scored once, so each grid point replays the cut and the
     ranking exactly as decoding would, without running the model again.
@@ -88,7 +108,8 @@ def tune_fusion(decoder: LearnedDecoder, swipes: Sequence[Swipe]) -> tuple[Fusio
             shortlisted.append(scores)
         for lb in LENGTH_BONUS_GRID:
             weights = replace(cut_weights, length_bonus=lb)
-            acc = _top1([(sc.lexicon_index, sc.combined(weights)) for sc in shortlisted], truth)
+            scored = [(sc.lexicon_index, sc.combined(weights)) for sc in shortlisted]
+            acc = _top_k(scored, truth, k)
             if acc > best[0]:
                 best = (acc, weights)
     return best[1], best[0]
