@@ -50,6 +50,7 @@ from fl_app.decoder.misses import (
 )
 from fl_app.decoder.model import SwipeModel
 from fl_app.decoder.spec import DecoderSpec
+from fl_app.decoder.template import TemplateParams
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_OUT = ROOT / "results" / "real-misses.md"
@@ -73,13 +74,15 @@ def read_dev(
     spec: DecoderSpec,
     model: SwipeModel,
     condition: LexiconCondition,
+    template: TemplateParams,
     val: list[RealSwipe],
     dev: list[RealSwipe],
 ) -> tuple[list[Miss], list[int | None]]:
-    """Every dev miss under `condition`, with weights tuned on `val` first, and every dev
-    swipe's rank of its word among the candidates the model scored (None: not scored)."""
+    """Every dev miss under `condition`, with weights tuned on `val` first (the template's
+    `template`), and every dev swipe's rank of its word among the candidates the model scored
+    (None: not scored)."""
     val_lex = condition.build([r.swipe.word for r in val])
-    decoder, _ = tuned_on_val(spec, model, val_lex, tuned_template(condition, val), val)
+    decoder, _ = tuned_on_val(spec, model, val_lex, template, val)
     decoder.lexicon = lexicon = condition.build([r.swipe.word for r in dev])
     misses, ranks = [], []
     for real, scores in zip(dev, decoder.score_many([r.swipe for r in dev])):
@@ -113,6 +116,7 @@ def suggestion_bar(
     spec: DecoderSpec,
     model: SwipeModel,
     condition: LexiconCondition,
+    template: TemplateParams,
     val: list[RealSwipe],
     dev: list[RealSwipe],
     top1_ranks: list[int | None],
@@ -120,7 +124,6 @@ def suggestion_bar(
     """Dev top-1 and top-4 with the fusion weights chosen on `val` for top-4 instead of top-1:
     what weighing the evidence for the suggestion bar, not its first place, could give."""
     val_lex = condition.build([r.swipe.word for r in val])
-    template = tuned_template(condition, val)
     decoder, val_top4 = tuned_on_val(spec, model, val_lex, template, val, k=4)
     decoder.lexicon = condition.build([r.swipe.word for r in dev])
     bar = metrics_from_ranks(ranks(decoder.decode_many, dev))
@@ -271,9 +274,10 @@ def main(argv: list[str] | None = None) -> int:
     ]
     summary = {}
     for condition in READ_UNDER:
-        misses, truth_ranks = read_dev(spec, model, condition, val, dev)
+        template = tuned_template(condition, val)  # once: both weighings start from it
+        misses, truth_ranks = read_dev(spec, model, condition, template, val, dev)
         top1 = 1 - len(misses) / len(dev)
-        bar, bar_summary = suggestion_bar(spec, model, condition, val, dev, truth_ranks)
+        bar, bar_summary = suggestion_bar(spec, model, condition, template, val, dev, truth_ranks)
         summary[condition.label] = {
             "top1": top1,
             **{c: sum(m.reading.cause == c for m in misses) for c in CAUSES},

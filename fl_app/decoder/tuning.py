@@ -31,7 +31,8 @@ def _top1(scored: list[tuple[np.ndarray, np.ndarray]], truth: list[int]) -> floa
 
 def _top_k(scored: list[tuple[np.ndarray, np.ndarray]], truth: list[int], k: int) -> float:
     """Share of swipes whose truth is among their k best candidates; ties go to the earlier
-    candidate, as argmax breaks them, so k=1 is `_top1`."""
+    candidate, as argmax breaks them. k=1 takes `_top1`, the same figure at a third of the
+    time: the grids run it thousands of times."""
     if k == 1:
         return _top1(scored, truth)
     hits = []
